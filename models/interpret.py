@@ -1,0 +1,179 @@
+"""One image in, interpretation files out: class and confidence GeoTIFFs, region polygons, an overlay.
+
+Rasters are written strip by strip as the predictor finishes them; everything lands in a hidden
+work folder first and is moved into place only when complete, so a failure never leaves half files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from models.classes import CLASS_ID, CLASS_NAMES, IGNORE_INDEX
+from models.polygons import Region, to_feature, vectorize
+from models.predictor import Predictor, ProgressFn, classes_and_confidence
+from models.raster import RasterInfo, RasterSource
+from models.render import class_legend, colorize, side_by_side
+
+# What a single-date interpretation reports, and the smallest area (m²) worth a person's look.
+KINDS: dict[str, str] = {"building": "building", "road": "road", "bare_soil": "earthwork"}
+DEFAULT_MIN_AREA_M2: dict[str, float] = {"building": 20.0, "road": 50.0, "earthwork": 100.0}
+MIN_AREA_PX = 16  # used when the ground size of a pixel is unknown
+PREVIEW_SIDE = 1024
+
+
+@dataclass
+class Interpretation:
+    """Paths of the written outputs and the regions found."""
+
+    outdir: Path
+    files: dict[str, Path]
+    regions: list[Region]
+    info: RasterInfo
+    summary: dict = field(default_factory=dict)
+
+
+def raster_profile(info: RasterInfo, dtype: str, nodata: int | None) -> dict:
+    """GeoTIFF profile carrying the input's CRS and transform, tiled and compressed."""
+    profile = {
+        "driver": "GTiff", "width": info.width, "height": info.height, "count": 1, "dtype": dtype,
+        "crs": info.crs, "transform": info.transform, "compress": "deflate",
+    }
+    if info.width >= 256 and info.height >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    if nodata is not None:
+        profile["nodata"] = nodata
+    return profile
+
+
+def write_rasters(source: RasterSource, predictor: Predictor, workdir: Path, progress: ProgressFn | None) -> tuple[Path, Path]:
+    """Stream the predictor's strips into classes.tif and confidence.tif."""
+    class_path, conf_path = workdir / "classes.tif", workdir / "confidence.tif"
+    info = source.info
+    with rasterio.open(class_path, "w", **raster_profile(info, "uint8", IGNORE_INDEX)) as cls_ds, \
+            rasterio.open(conf_path, "w", **raster_profile(info, "uint8", None)) as conf_ds:
+        cls_ds.write_colormap(1, {c: tuple(v) + (255,) for c, v in enumerate(_palette_rows())})
+        for strip in predictor.iter_strips(source, progress):
+            classes, confidence = classes_and_confidence(strip)
+            window = Window(0, strip.row0, info.width, classes.shape[0])
+            cls_ds.write(classes, 1, window=window)
+            conf_ds.write(confidence, 1, window=window)
+    return class_path, conf_path
+
+
+def _palette_rows() -> list[tuple[int, int, int]]:
+    from models.classes import palette
+
+    return [tuple(int(v) for v in row) for row in palette()[: len(CLASS_NAMES)]]
+
+
+def geojson_collection(features: list[dict], crs: CRS | None, **extra: object) -> dict:
+    """A FeatureCollection; a named CRS member says which CRS the coordinates are in (GDAL and QGIS read it)."""
+    collection: dict = {"type": "FeatureCollection", **extra, "features": features}
+    if crs is not None:
+        epsg = crs.to_epsg()
+        name = f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else crs.to_wkt()
+        collection["crs"] = {"type": "name", "properties": {"name": name}}
+    return collection
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=1))
+
+
+def region_features(regions: list[Region], info: RasterInfo, to_crs: CRS | None = None) -> list[dict]:
+    return [to_feature(r, i + 1, to_crs=to_crs, from_crs=info.crs) for i, r in enumerate(regions)]
+
+
+def overlay_image(source: RasterSource, class_path: Path, regions_present: bool = True) -> "Image.Image":
+    """Image | image with class colours, decimated to at most PREVIEW_SIDE pixels a side."""
+    info = source.info
+    scale = max(info.width, info.height) / PREVIEW_SIDE
+    shape = (max(1, round(info.height / max(scale, 1))), max(1, round(info.width / max(scale, 1))))
+    rgb = source.preview(shape)
+    with rasterio.open(class_path) as ds:
+        classes = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
+    return side_by_side([rgb, colorize(classes, rgb)], ["image", "classes"], class_legend())
+
+
+def interpret(
+    image: str | Path,
+    outdir: str | Path,
+    predictor: Predictor,
+    gsd: float | None = None,
+    bands: list[int] | None = None,
+    min_area_m2: dict[str, float] | None = None,
+    wgs84: bool = False,
+    progress: ProgressFn | None = None,
+) -> Interpretation:
+    """Interpret one image into `outdir`: classes.tif, confidence.tif, regions.geojson, overlay.png, summary.json."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    min_area = {**DEFAULT_MIN_AREA_M2, **(min_area_m2 or {})}
+    workdir = Path(tempfile.mkdtemp(prefix=".partial-", dir=outdir))
+    try:
+        with RasterSource(image, channels=predictor.checkpoint.in_channels, bands=bands, gsd=gsd) as source:
+            info = source.info
+            class_path, conf_path = write_rasters(source, predictor, workdir, progress)
+            metric = info.crs is not None or gsd is not None
+            regions = find_regions(class_path, conf_path, min_area, metric)
+            features = region_features(regions, info)
+            write_json(workdir / "regions.geojson", geojson_collection(features, info.crs))
+            if wgs84 and info.crs is not None:
+                wgs = region_features(regions, info, to_crs=CRS.from_epsg(4326))
+                write_json(workdir / "regions.wgs84.geojson", geojson_collection(wgs, None))
+            overlay_image(source, class_path).save(workdir / "overlay.png")
+        summary = summarize(regions, info, class_path)
+        write_json(workdir / "summary.json", summary)
+        files = {}
+        for path in sorted(workdir.iterdir()):
+            os.replace(path, outdir / path.name)
+            files[path.stem.replace(".", "_")] = outdir / path.name
+        return Interpretation(outdir, files, regions, info, summary)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def find_regions(class_path: Path, conf_path: Path, min_area: dict[str, float], metric: bool) -> list[Region]:
+    """Building, road and earthwork regions above their minimum areas, each tagged with its kind."""
+    regions: list[Region] = []
+    for class_name, kind in KINDS.items():
+        found = vectorize(
+            class_path, [CLASS_ID[class_name]], min_area_m2=min_area[kind] if metric else 0.0,
+            metric_pixels=metric, confidence_path=conf_path,
+        )
+        if not metric:
+            found = [r for r in found if r.geometry.area >= MIN_AREA_PX]
+        for r in found:
+            r.properties["kind"] = kind
+        regions.extend(found)
+    return regions
+
+
+def summarize(regions: list[Region], info: RasterInfo, class_path: Path) -> dict:
+    """Counts and areas per kind, and class shares of the valid pixels."""
+    kinds: dict[str, dict] = {}
+    for r in regions:
+        k = kinds.setdefault(r.properties["kind"], {"count": 0, "area_m2": 0.0})
+        k["count"] += 1
+        k["area_m2"] += r.area_m2 or 0.0
+    counts = np.zeros(256, np.int64)
+    with rasterio.open(class_path) as ds:
+        for _, window in ds.block_windows(1):
+            counts += np.bincount(ds.read(1, window=window).ravel(), minlength=256)
+    valid = counts[: len(CLASS_NAMES)].sum()
+    shares = {name: round(float(counts[i]) / valid, 4) if valid else 0.0 for i, name in enumerate(CLASS_NAMES)}
+    return {
+        "width": info.width, "height": info.height, "crs": info.crs.to_string() if info.crs else None,
+        "pixel_area": info.pixel_area, "kinds": {k: {"count": v["count"], "area_m2": round(v["area_m2"], 1)} for k, v in kinds.items()},
+        "class_shares": shares,
+    }

@@ -1,0 +1,102 @@
+"""Run a checkpoint over images of any size: batched overlapping windows, blended, streamed in strips."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from rasterio.windows import Window
+
+from models.checkpoint import Checkpoint
+from models.raster import RasterSource
+from models.tiling import Strip, StripStitcher
+
+ProgressFn = Callable[[int, int], None]  # (windows done, windows total)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present; an explicit device that is not available is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from models.errors import InputError
+
+        raise InputError("device 'cuda' requested but no CUDA GPU is available to this torch build")
+    return torch.device(device)
+
+
+class Predictor:
+    """Class probabilities for arrays and rasters from one loaded checkpoint."""
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        device: str = "auto",
+        tile: int = 512,
+        overlap: int = 64,
+        batch_size: int = 4,
+    ) -> None:
+        if tile < 64 or tile % 32:
+            raise ValueError("tile must be a multiple of 32, at least 64")
+        if not 0 <= overlap < tile // 2:
+            raise ValueError("overlap must be in [0, tile/2)")
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.model = checkpoint.build_model().to(self.device)
+        self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
+        self.num_classes = checkpoint.num_classes
+        n = checkpoint.in_channels
+        self._mean = torch.tensor(checkpoint.mean, device=self.device).view(1, n, 1, 1) * 255.0
+        self._std = torch.tensor(checkpoint.std, device=self.device).view(1, n, 1, 1) * 255.0
+
+    @torch.inference_mode()
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """N x C x h x w float32 in 0..255 -> N x K x h x w softmax probabilities."""
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, torch.float32)
+        x = (x - self._mean) / self._std
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % 32, (-w) % 32
+        if pad_h or pad_w:  # the encoder needs sizes divisible by 32; reflect keeps edges natural
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        logits = self.model(x)[..., :h, :w]
+        return logits.float().softmax(dim=1).cpu().numpy()
+
+    def iter_strips(self, source: RasterSource, progress: ProgressFn | None = None) -> Iterator[Strip]:
+        """Blended probabilities of the whole raster, top to bottom, in finished strips."""
+        info = source.info
+        stitcher = StripStitcher(info.height, info.width, self.num_classes, self.tile, self.overlap)
+        total = len(stitcher.rows) * len(stitcher.cols)
+        done = 0
+        th, tw = stitcher.tile_h, stitcher.tile_w
+        for y, cols in stitcher.windows():
+            band, valid = source.read(Window(0, y, info.width, th))
+            for i in range(0, len(cols), self.batch_size):
+                xs = cols[i : i + self.batch_size]
+                batch = np.stack([band[:, :, x : x + tw] for x in xs])
+                probs = self.predict_batch(batch)
+                for x, p in zip(xs, probs):
+                    stitcher.add(y, x, p, valid[:, x : x + tw])
+                done += len(xs)
+                if progress:
+                    progress(done, total)
+            strip = stitcher.finish_row(y)
+            if strip is not None:
+                yield strip
+
+    def predict_array(self, image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities (K x H x W) for a C x H x W image already in memory, with the same tiling."""
+        from models.raster import ArraySource
+
+        strips = list(self.iter_strips(ArraySource(image, valid)))
+        return np.concatenate([s.probs for s in strips], axis=1)
+
+
+def classes_and_confidence(strip: Strip, nodata: int = 255) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 class ids (nodata where invalid) and uint8 confidence in percent (0 where invalid)."""
+    classes = strip.probs.argmax(axis=0).astype(np.uint8)
+    confidence = np.rint(strip.probs.max(axis=0) * 100).astype(np.uint8)
+    classes[~strip.valid] = nodata
+    confidence[~strip.valid] = 0
+    return classes, confidence

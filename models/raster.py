@@ -1,0 +1,287 @@
+"""Raster input: open PNG/JPEG/GeoTIFF safely and read it window by window as model-ready bands.
+
+Formats are recognised by their magic bytes, never by the file name. Pixel limits are checked from
+the header before anything is decoded (decompression-bomb guard). GeoTIFFs are read window by window;
+PNG and JPEG cannot be read partially, so they are decoded once under a tighter limit.
+Every failure a user can cause becomes an `InputError` with a message, not a traceback.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from PIL import Image
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+
+from models.errors import InputError, TooLargeError, UnsupportedMediaError
+
+MAX_PIXELS = int(os.environ.get("LANDSENTRY_MAX_PIXELS", 2_000_000_000))
+"""Largest GeoTIFF (width x height) accepted; streamed, so this bounds run time, not memory."""
+MAX_DECODED_PIXELS = int(os.environ.get("LANDSENTRY_MAX_DECODED_PIXELS", 150_000_000))
+"""Largest PNG/JPEG accepted; these are decoded whole, so this bounds memory (~600 MB at RGB)."""
+STRETCH_PERCENTILES = (2.0, 98.0)
+
+_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"II*\x00": "GTiff",
+    b"MM\x00*": "GTiff",
+    b"II+\x00": "GTiff",  # BigTIFF
+    b"MM\x00+": "GTiff",
+}
+
+
+def sniff_format(path: Path) -> str:
+    """'PNG', 'JPEG' or 'GTiff' from the first bytes; refuses empty, missing and other files."""
+    if not path.exists():
+        raise InputError(f"file not found: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if not head:
+        raise InputError(f"{path.name} is empty (0 bytes)")
+    for magic, fmt in _MAGIC.items():
+        if head.startswith(magic):
+            return fmt
+    raise UnsupportedMediaError(f"{path.name} is not a PNG, JPEG or GeoTIFF image (unrecognised file header)")
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What the rest of the pipeline needs to know about an input, before reading pixels."""
+
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs: CRS | None
+    transform: Affine
+    driver: str
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None
+
+    @property
+    def pixel_area(self) -> float:
+        """Area of one pixel in CRS units squared (m² for metric CRSs, or from --gsd)."""
+        return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
+
+
+class RasterSource:
+    """An input image opened for windowed reading of `channels` model bands scaled to 0..255.
+
+    1-band input is repeated to fill 3 channels (panchromatic); 4-band input is read as R, G, B
+    (+ NIR when the model takes 4 bands); an alpha band or nodata value becomes the validity mask.
+    `bands` (1-based) picks bands explicitly for other layouts.
+    """
+
+    def __init__(self, path: str | Path, channels: int = 3, bands: list[int] | None = None, gsd: float | None = None) -> None:
+        self.path = Path(path)
+        self.format = sniff_format(self.path)
+        self._dataset = None
+        self._array: np.ndarray | None = None  # decoded PNG/JPEG, C x H x W
+        self._alpha: np.ndarray | None = None
+        if self.format == "GTiff":
+            self._open_geotiff(gsd)
+        else:
+            self._open_picture(gsd)
+        self.channels = channels
+        self.band_indexes = self._choose_bands(bands, channels)
+        self._stretch = self._compute_stretch()
+
+    # --- opening -------------------------------------------------------------------------------
+    def _open_geotiff(self, gsd: float | None) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                ds = rasterio.open(self.path)
+        except RasterioError as exc:
+            raise InputError(f"{self.path.name} is not a readable GeoTIFF: {_short(exc)}") from None
+        self._dataset = ds
+        _check_pixels(self.path, ds.width, ds.height, MAX_PIXELS)
+        transform, crs = ds.transform, ds.crs
+        if crs is None and transform == Affine.identity() and gsd:
+            transform = Affine(gsd, 0, 0, 0, -gsd, 0)
+        elif crs is None and gsd:
+            transform = Affine(gsd, 0, transform.c, 0, -gsd, transform.f)
+        self._color = list(ds.colorinterp)
+        self.info = RasterInfo(ds.width, ds.height, ds.count, ds.dtypes[0], crs, transform, "GTiff")
+
+    def _open_picture(self, gsd: float | None) -> None:
+        Image.MAX_IMAGE_PIXELS = None  # our own limit below applies, checked before decoding
+        try:
+            with Image.open(self.path) as img:
+                width, height = img.size
+                _check_pixels(self.path, width, height, MAX_DECODED_PIXELS)
+                img.load()
+                array, has_alpha = _picture_to_array(img)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise InputError(f"{self.path.name} is a damaged or truncated {self.format} image: {_short(exc)}") from None
+        if has_alpha:
+            self._alpha = array[-1] > 0
+            array = array[:-1]
+        self._array = array
+        self._color = []
+        transform = Affine(gsd, 0, 0, 0, -gsd, 0) if gsd else Affine.identity()
+        self.info = RasterInfo(width, height, array.shape[0], str(array.dtype), None, transform, self.format)
+
+    def _choose_bands(self, bands: list[int] | None, channels: int) -> list[int]:
+        count = self.info.count
+        alpha = [i + 1 for i, c in enumerate(self._color) if c == ColorInterp.alpha]
+        data_bands = [b for b in range(1, count + 1) if b not in alpha]
+        if bands:
+            bad = [b for b in bands if not 1 <= b <= count]
+            if bad:
+                raise InputError(f"{self.path.name} has {count} band(s); --bands {bad} out of range")
+            chosen = list(bands)
+        elif len(data_bands) == 1:
+            chosen = data_bands * 3 if channels == 3 else data_bands
+        elif len(data_bands) in (3, 4):
+            chosen = data_bands[:channels] if len(data_bands) >= channels else []
+        else:
+            chosen = []
+        if len(chosen) == 1 and channels == 3:
+            chosen = chosen * 3
+        if len(chosen) != channels:
+            raise InputError(
+                f"{self.path.name} has {len(data_bands)} data band(s); landsentry reads 1 (panchromatic), "
+                f"3 (RGB) or 4 (RGB+NIR) bands for this {channels}-band model; pick bands with --bands"
+            )
+        self._alpha_band = alpha[0] if alpha else None
+        return chosen
+
+    # --- scaling -------------------------------------------------------------------------------
+    def _compute_stretch(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-band (low, high) for non-8-bit data, from percentiles of a decimated read."""
+        if self.info.dtype == "uint8":
+            return None
+        scale = max(self.info.width, self.info.height) / 1024
+        shape = (max(1, int(self.info.height / max(scale, 1))), max(1, int(self.info.width / max(scale, 1))))
+        raw, valid = self._read_raw(Window(0, 0, self.info.width, self.info.height), out_shape=shape)
+        lows, highs = [], []
+        for band in raw:
+            values = band[valid & (band != 0)] if valid.any() else band.ravel()
+            if values.size == 0:
+                values = np.zeros(1)
+            lo, hi = np.percentile(values, STRETCH_PERCENTILES)
+            lows.append(lo)
+            highs.append(hi if hi > lo else lo + 1)
+        return np.array(lows, np.float32)[:, None, None], np.array(highs, np.float32)[:, None, None]
+
+    # --- reading -------------------------------------------------------------------------------
+    def _read_raw(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if self._dataset is not None:
+            try:
+                kwargs = {"window": window}
+                if out_shape:
+                    kwargs["out_shape"] = (len(self.band_indexes),) + out_shape
+                data = self._dataset.read(self.band_indexes, **kwargs)
+                if out_shape:
+                    kwargs["out_shape"] = out_shape
+                mask = self._dataset.read_masks(self.band_indexes[0], **kwargs) > 0
+                if self._alpha_band is None and len(set(self.band_indexes)) > 1:
+                    for b in sorted(set(self.band_indexes))[1:]:
+                        mask &= self._dataset.read_masks(b, **kwargs) > 0
+            except RasterioError as exc:
+                raise InputError(f"{self.path.name} could not be read at rows {window.row_off}-{window.row_off + window.height}: {_short(exc)} (truncated or corrupt file?)") from None
+            return data, mask
+        rows = slice(int(window.row_off), int(window.row_off + window.height))
+        cols = slice(int(window.col_off), int(window.col_off + window.width))
+        data = self._array[[b - 1 for b in self.band_indexes], rows, cols]
+        mask = self._alpha[rows, cols] if self._alpha is not None else np.ones(data.shape[1:], bool)
+        if out_shape:
+            ys = np.linspace(0, data.shape[1] - 1, out_shape[0]).astype(int)
+            xs = np.linspace(0, data.shape[2] - 1, out_shape[1]).astype(int)
+            data, mask = data[:, ys][:, :, xs], mask[ys][:, xs]
+        return data, mask
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Bands as float32 C x H x W in 0..255, and a bool H x W mask of valid (not nodata) pixels."""
+        raw, valid = self._read_raw(window)
+        data = raw.astype(np.float32, copy=False)
+        if self._stretch is not None:
+            lo, hi = self._stretch
+            data = np.clip((data - lo) * (255.0 / (hi - lo)), 0, 255)
+        return data, valid
+
+    def preview(self, shape: tuple[int, int]) -> np.ndarray:
+        """A decimated H x W x 3 uint8 view of the whole image (for overlays), read without full decoding."""
+        raw, _ = self._read_raw(Window(0, 0, self.info.width, self.info.height), out_shape=shape)
+        data = raw.astype(np.float32)
+        if self._stretch is not None:
+            lo, hi = self._stretch
+            data = np.clip((data - lo) * (255.0 / (hi - lo)), 0, 255)
+        rgb = data[:3] if data.shape[0] >= 3 else np.repeat(data[:1], 3, axis=0)
+        return rgb.transpose(1, 2, 0).astype(np.uint8)
+
+    def close(self) -> None:
+        if self._dataset is not None:
+            self._dataset.close()
+            self._dataset = None
+
+    def __enter__(self) -> "RasterSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _picture_to_array(img: Image.Image) -> tuple[np.ndarray, bool]:
+    """PIL image -> (C x H x W array in uint8, or uint16 for 16-bit PNG; whether the last band is alpha)."""
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("CMYK", "YCbCr", "HSV", "LAB", "1", "PA"):
+        img = img.convert("RGB")
+    elif mode.startswith("I;16") or mode == "I":
+        return np.asarray(img).astype(np.uint16)[None], False
+    elif mode == "F":
+        return np.asarray(img, dtype=np.float32)[None], False
+    array = np.asarray(img)
+    has_alpha = img.mode in ("LA", "RGBA")
+    return (array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))), has_alpha
+
+
+def _check_pixels(path: Path, width: int, height: int, limit: int) -> None:
+    if width <= 0 or height <= 0:
+        raise InputError(f"{path.name} has no pixels ({width}x{height})")
+    if width * height > limit:
+        raise TooLargeError(
+            f"{path.name} claims {width}x{height} = {width * height:,} pixels, over the limit of {limit:,} "
+            "(set LANDSENTRY_MAX_PIXELS / LANDSENTRY_MAX_DECODED_PIXELS to raise it, or tile the image)"
+        )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:240]
+
+
+class ArraySource:
+    """An in-memory C x H x W image (0..255) with the reading interface of RasterSource.
+
+    Lets arrays (API uploads already decoded, tests, change detection on aligned grids) go through
+    exactly the same tiling code as files.
+    """
+
+    def __init__(self, image: np.ndarray, valid: np.ndarray | None = None, transform: Affine | None = None, crs: CRS | None = None) -> None:
+        if image.ndim != 3:
+            raise InputError(f"expected a C x H x W image, got shape {image.shape}")
+        self.image = image
+        self.valid = valid if valid is not None else np.ones(image.shape[1:], bool)
+        self.info = RasterInfo(image.shape[2], image.shape[1], image.shape[0], str(image.dtype), crs, transform or Affine.identity(), "array")
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        rows = slice(int(window.row_off), int(window.row_off + window.height))
+        cols = slice(int(window.col_off), int(window.col_off + window.width))
+        return self.image[:, rows, cols].astype(np.float32, copy=False), self.valid[rows, cols]

@@ -1,0 +1,96 @@
+"""The sliding-window grid and the blended, streaming stitch.
+
+Windows overlap; each window's probabilities are weighted by a ramp that falls towards its edges,
+so a pixel's result is dominated by the windows that see it with the most context and no seam
+shows where windows meet. Stitching runs strip by strip: once a row of windows is done, every row
+above the next window row is final and is handed on, so memory grows with the scene's width only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+
+def window_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets covering [0, length) with windows of `tile` (the last one flush with the end)."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def blend_weights(height: int, width: int, overlap: int) -> np.ndarray:
+    """A separable ramp: 1 in the middle, falling linearly (never to 0) over `overlap` pixels at each edge."""
+
+    def ramp(n: int) -> np.ndarray:
+        r = np.ones(n, np.float32)
+        k = min(overlap, n // 2)
+        if k > 0:
+            edge = (np.arange(k, dtype=np.float32) + 0.5) / k
+            r[:k] = edge
+            r[n - k :] = edge[::-1]
+        return r
+
+    return np.outer(ramp(height), ramp(width))
+
+
+@dataclass
+class Strip:
+    """Finished rows [row0, row0 + probs.shape[1]) of the whole scene width."""
+
+    row0: int
+    probs: np.ndarray  # K x h x W float32, blended class probabilities
+    valid: np.ndarray  # h x W bool, False on nodata
+
+
+class StripStitcher:
+    """Accumulates weighted window probabilities; emits rows as soon as no later window can touch them."""
+
+    def __init__(self, height: int, width: int, num_classes: int, tile: int, overlap: int) -> None:
+        self.height, self.width = height, width
+        self.tile_h, self.tile_w = min(tile, height), min(tile, width)
+        stride = max(1, tile - overlap)
+        self.rows = window_starts(height, self.tile_h, stride)
+        self.cols = window_starts(width, self.tile_w, stride)
+        self.weights = blend_weights(self.tile_h, self.tile_w, overlap)
+        self.num_classes = num_classes
+        self._base = 0
+        self._acc = np.zeros((num_classes, self.tile_h, width), np.float32)
+        self._wsum = np.zeros((self.tile_h, width), np.float32)
+        self._valid = np.ones((self.tile_h, width), bool)
+
+    def windows(self) -> Iterator[tuple[int, list[int]]]:
+        """(row start, column starts) for each row of windows, top to bottom."""
+        for y in self.rows:
+            yield y, self.cols
+
+    def add(self, y: int, x: int, probs: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Blend one window's K x h x w probabilities at (y, x)."""
+        r = y - self._base
+        h, w = probs.shape[1:]
+        self._acc[:, r : r + h, x : x + w] += probs * self.weights[:h, :w]
+        self._wsum[r : r + h, x : x + w] += self.weights[:h, :w]
+        if valid is not None:
+            self._valid[r : r + h, x : x + w] &= valid
+
+    def finish_row(self, y: int) -> Strip | None:
+        """Close the window row that started at y; return the rows now final (None if none)."""
+        i = self.rows.index(y)
+        end = self.rows[i + 1] if i + 1 < len(self.rows) else self.height
+        n = end - self._base
+        if n <= 0:
+            return None
+        probs = self._acc[:, :n] / np.maximum(self._wsum[:n], 1e-12)
+        strip = Strip(self._base, probs, self._valid[:n].copy())
+        # shift the unfinished rows up and clear the freed space
+        self._acc = np.roll(self._acc, -n, axis=1)
+        self._acc[:, -n:] = 0
+        self._wsum = np.roll(self._wsum, -n, axis=0)
+        self._wsum[-n:] = 0
+        self._valid = np.roll(self._valid, -n, axis=0)
+        self._valid[-n:] = True
+        self._base = end
+        return strip
