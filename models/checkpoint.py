@@ -5,6 +5,7 @@ a file never runs code. The service and `predict` rebuild the model from the fil
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -49,8 +50,11 @@ class Checkpoint:
 
     def build_model(self) -> nn.Module:
         """The network with these weights, in eval mode."""
-        model = build_model(**self.arch)
-        model.load_state_dict(self.state_dict)
+        try:
+            model = build_model(**self.arch)
+            model.load_state_dict(self.state_dict)
+        except (TypeError, ValueError, RuntimeError) as exc:  # unknown arch, or weights of another shape
+            raise CheckpointError(f"{self.path or 'checkpoint'}: weights do not fit its architecture {self.arch}: {_first_line(exc)}") from None
         return model.eval()
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,10 +66,15 @@ class Checkpoint:
             "ignore_index": self.ignore_index,
             "normalization": {"mean": list(self.mean), "std": list(self.std), "input_range": 255.0},
             "bands": list(self.bands),
-            "metadata": self.metadata,
+            "metadata": plain(self.metadata),
             "training_state": self.training_state,
             "state_dict": self.state_dict,
         }
+
+
+def plain(data: Any) -> Any:
+    """Metadata as JSON-plain types, so `weights_only` loading never meets a class it refuses."""
+    return json.loads(json.dumps(data, default=str))
 
 
 def checkpoint_from_model(model: nn.Module, arch: dict[str, Any], **fields: Any) -> Checkpoint:
@@ -80,6 +89,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary shareable file
         with os.fdopen(fd, "wb") as fh:
             torch.save(checkpoint.to_dict(), fh)
             fh.flush()

@@ -90,9 +90,26 @@ def build_model(
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
     model = SegmentationModel(in_channels, num_classes, tuple(decoder_channels))
+    initialize(model)
     if pretrained:
         load_imagenet_weights(model.encoder, prefix="encoder.")
     return model
+
+
+def initialize(model: nn.Module) -> None:
+    """torchvision's EfficientNet initialisation (Kaiming fan-out convs, unit BN, zero biases).
+
+    PyTorch's default conv init shrinks activations block by block in a deep random Lite0, so a
+    model trained from random weights would start from an almost constant output.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
 
 
 def count_flops(model: nn.Module, in_channels: int, size: int = 512) -> int:

@@ -14,7 +14,7 @@ import rasterio
 from rasterio import features
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import Window
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
@@ -98,7 +98,11 @@ def vectorize(
             if region.area_m2 is not None and region.area_m2 < min_area_m2:
                 continue
             if simplify_px > 0:
-                region.geometry = region.geometry.simplify(simplify_px * pixel, preserve_topology=True)
+                simple = region.geometry.simplify(simplify_px * pixel, preserve_topology=True)
+                # small and thin regions collapse under simplification (a 5-pixel L becomes 1 pixel):
+                # keep those pixel-exact, so the polygon covers its pixels and matches area_m2
+                if abs(simple.area - region.geometry.area) <= 0.005 * region.geometry.area:
+                    region.geometry = simple
             regions.append(region)
     if confidence_path is not None:
         add_mean_confidence(regions, class_path, confidence_path)
@@ -106,10 +110,11 @@ def vectorize(
     return regions
 
 
-def _frame(win: Window, transform) -> tuple[float, float, float, float]:
-    x0, y0 = transform * (0, 0)
-    x1, y1 = transform * (win.width, win.height)
-    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+def _frame(win: Window, transform) -> dict[str, float]:
+    """The coordinate of each side of the block: x for left/right, y for top/bottom."""
+    left, top = transform * (0, 0)
+    right, bottom = transform * (win.width, win.height)
+    return {"left": left, "right": right, "top": top, "bottom": bottom}
 
 
 def _inner_edges(win: Window, W: int, H: int) -> dict[str, bool]:
@@ -118,21 +123,22 @@ def _inner_edges(win: Window, W: int, H: int) -> dict[str, bool]:
     return {k: v for k, v in edges.items() if v}
 
 
-def _touches_edges(poly: BaseGeometry, frame: tuple[float, float, float, float], inner: dict[str, bool], pixel: float) -> bool:
+def _touches_edges(poly: BaseGeometry, frame: dict[str, float], inner: dict[str, bool], pixel: float) -> bool:
     minx, miny, maxx, maxy = poly.bounds
-    fx0, fy0, fx1, fy1 = frame
     eps = pixel * 0.01
-    # raster rows grow downwards: 'top' of the block is the max y in a north-up CRS
-    near = {"left": minx <= fx0 + eps, "right": maxx >= fx1 - eps, "top": maxy >= fy1 - eps, "bottom": miny <= fy0 + eps}
-    return any(near[k] for k in inner)
+    # 'top' of the block is the max y in a north-up CRS but the min y on a plain pixel grid (PNG
+    # without --gsd): the polygon lies inside the block, so it reaches a side when either of its
+    # extremes along that axis is on it
+    extremes = {"left": (minx, maxx), "right": (minx, maxx), "top": (miny, maxy), "bottom": (miny, maxy)}
+    return any(min(abs(v - frame[k]) for v in extremes[k]) <= eps for k in inner)
 
 
 def add_mean_confidence(regions: list[Region], class_path: Path, confidence_path: Path) -> None:
     """Mean per-pixel confidence (0..1) inside each region, read from just that region's window."""
     with rasterio.open(class_path) as cls_ds, rasterio.open(confidence_path) as conf_ds:
         for region in regions:
-            win = from_bounds(*region.geometry.bounds, transform=cls_ds.transform).round_offsets().round_lengths()
-            win = win.intersection(Window(0, 0, cls_ds.width, cls_ds.height))
+            # pixel window of the region for any grid orientation (from_bounds needs north-up, a PNG's grid is not)
+            win = features.geometry_window(cls_ds, [region.geometry])
             if win.width < 1 or win.height < 1:
                 continue
             classes = cls_ds.read(1, window=win)

@@ -36,14 +36,16 @@ class Predictor:
         tile: int = 512,
         overlap: int = 64,
         batch_size: int = 4,
+        model: torch.nn.Module | None = None,
     ) -> None:
+        """`model` overrides the checkpoint's weights (training evaluates its live model this way)."""
         if tile < 64 or tile % 32:
             raise ValueError("tile must be a multiple of 32, at least 64")
         if not 0 <= overlap < tile // 2:
             raise ValueError("overlap must be in [0, tile/2)")
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
-        self.model = checkpoint.build_model().to(self.device)
+        self.model = (model if model is not None else checkpoint.build_model()).to(self.device)
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.num_classes = checkpoint.num_classes
         n = checkpoint.in_channels

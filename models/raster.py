@@ -16,6 +16,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from PIL import Image
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -28,6 +29,7 @@ MAX_PIXELS = int(os.environ.get("LANDSENTRY_MAX_PIXELS", 2_000_000_000))
 MAX_DECODED_PIXELS = int(os.environ.get("LANDSENTRY_MAX_DECODED_PIXELS", 150_000_000))
 """Largest PNG/JPEG accepted; these are decoded whole, so this bounds memory (~600 MB at RGB)."""
 STRETCH_PERCENTILES = (2.0, 98.0)
+_READ_ERRORS = (RasterioError, CPLE_BaseError)  # GDAL's CPLE_* errors do not subclass RasterioError
 
 _MAGIC = {
     b"\x89PNG\r\n\x1a\n": "PNG",
@@ -91,13 +93,17 @@ class RasterSource:
         self._dataset = None
         self._array: np.ndarray | None = None  # decoded PNG/JPEG, C x H x W
         self._alpha: np.ndarray | None = None
-        if self.format == "GTiff":
-            self._open_geotiff(gsd)
-        else:
-            self._open_picture(gsd)
-        self.channels = channels
-        self.band_indexes = self._choose_bands(bands, channels)
-        self._stretch = self._compute_stretch()
+        try:
+            if self.format == "GTiff":
+                self._open_geotiff(gsd)
+            else:
+                self._open_picture(gsd)
+            self.channels = channels
+            self.band_indexes = self._choose_bands(bands, channels)
+            self._stretch = self._compute_stretch()
+        except BaseException:  # refused after opening (size, bands, unreadable): do not leak the file
+            self.close()
+            raise
 
     # --- opening -------------------------------------------------------------------------------
     def _open_geotiff(self, gsd: float | None) -> None:
@@ -105,7 +111,7 @@ class RasterSource:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 ds = rasterio.open(self.path)
-        except RasterioError as exc:
+        except _READ_ERRORS as exc:
             raise InputError(f"{self.path.name} is not a readable GeoTIFF: {_short(exc)}") from None
         self._dataset = ds
         _check_pixels(self.path, ds.width, ds.height, MAX_PIXELS)
@@ -137,7 +143,12 @@ class RasterSource:
 
     def _choose_bands(self, bands: list[int] | None, channels: int) -> list[int]:
         count = self.info.count
-        alpha = [i + 1 for i, c in enumerate(self._color) if c == ColorInterp.alpha]
+        tagged = [i + 1 for i, c in enumerate(self._color) if c == ColorInterp.alpha]
+        # GDAL tags the 4th band of any 4-band 8-bit GeoTIFF as alpha unless it was written with
+        # PHOTOMETRIC=MINISBLACK, so RGB+NIR files often call their NIR "alpha": only a band that
+        # holds a mask (0 / full scale) is one; otherwise it is data and GDAL's masks (derived from it) are not used
+        alpha = [b for b in tagged if self._holds_mask(b)]
+        self._gdal_masks = alpha == tagged
         data_bands = [b for b in range(1, count + 1) if b not in alpha]
         if bands:
             bad = [b for b in bands if not 1 <= b <= count]
@@ -159,6 +170,17 @@ class RasterSource:
             )
         self._alpha_band = alpha[0] if alpha else None
         return chosen
+
+    def _holds_mask(self, band: int) -> bool:
+        """Whether a band tagged alpha really is one: (nearly) only 0 and full-scale values, on a decimated read."""
+        scale = max(1.0, max(self.info.width, self.info.height) / 256)
+        shape = (max(1, int(self.info.height / scale)), max(1, int(self.info.width / scale)))
+        try:
+            values = self._dataset.read(band, out_shape=shape)
+        except _READ_ERRORS as exc:
+            raise InputError(f"{self.path.name} could not be read: {_short(exc)} (truncated or corrupt file?)") from None
+        full = np.iinfo(values.dtype).max if values.dtype.kind in "ui" else 1
+        return bool(np.isin(values, (0, 255, full)).mean() >= 0.99)
 
     # --- scaling -------------------------------------------------------------------------------
     def _compute_stretch(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -188,11 +210,16 @@ class RasterSource:
                 data = self._dataset.read(self.band_indexes, **kwargs)
                 if out_shape:
                     kwargs["out_shape"] = out_shape
+                if not self._gdal_masks:  # validity from nodata alone (see _choose_bands)
+                    nodata = self._dataset.nodata
+                    mask = np.ones(data.shape[1:], bool) if nodata is None else ~(
+                        np.isnan(data) if np.isnan(nodata) else data == nodata).any(axis=0)
+                    return data, mask
                 mask = self._dataset.read_masks(self.band_indexes[0], **kwargs) > 0
                 if self._alpha_band is None and len(set(self.band_indexes)) > 1:
                     for b in sorted(set(self.band_indexes))[1:]:
                         mask &= self._dataset.read_masks(b, **kwargs) > 0
-            except RasterioError as exc:
+            except _READ_ERRORS as exc:
                 raise InputError(f"{self.path.name} could not be read at rows {window.row_off}-{window.row_off + window.height}: {_short(exc)} (truncated or corrupt file?)") from None
             return data, mask
         rows = slice(int(window.row_off), int(window.row_off + window.height))
@@ -263,6 +290,8 @@ def _check_pixels(path: Path, width: int, height: int, limit: int) -> None:
 
 
 def _short(exc: BaseException) -> str:
+    if exc.__cause__ is not None and "previous exception" in str(exc):  # rasterio: the GDAL error is the cause
+        exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:240]
 

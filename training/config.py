@@ -1,0 +1,123 @@
+"""Typed training configuration: dataclass defaults < optional TOML/JSON file < command-line options.
+
+Every field is also a `--field-name` option, so `landsentry train --config base.toml --epochs 3`
+works without a configuration framework.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.errors import InputError
+
+
+@dataclass
+class TrainConfig:
+    # data: "layout:path" specs; layouts are dubai, loveda, folder (see training/datasets.py)
+    data: list[str] = field(default_factory=list)
+    val_data: list[str] = field(default_factory=list)  # whole images used only for validation
+    holdout: list[str] = field(default_factory=list)  # source groups of `data` held out for validation
+    replay: list[str] = field(default_factory=list)  # earlier data mixed into fine-tuning
+    replay_share: float = 0.3
+    out: str = "runs/train"
+    # model
+    arch: str = "unet_lite0"
+    decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16])
+    in_channels: int = 3
+    pretrained: bool = True  # ImageNet encoder (offline); --no-pretrained starts from random weights
+    init_from: str | None = None  # fine-tune: start from this checkpoint's weights
+    resume: str | None = None  # continue an interrupted run (model, optimizer, scheduler, epoch, RNG)
+    # optimisation
+    epochs: int = 10
+    samples_per_epoch: int = 2000
+    crop_size: int = 256
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    dice_weight: float = 0.5
+    class_balance_power: float = 0.5
+    rare_crop_prob: float = 0.5  # share of crops centred on a building/road/bare-soil pixel
+    # runtime
+    device: str = "auto"
+    amp: bool = True  # mixed precision on CUDA (bfloat16 where supported, else float16 + scaler)
+    workers: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    seed: int = 0
+    eval_tile: int = 512
+    max_steps_per_epoch: int = 0  # 0 = samples_per_epoch / batch_size; small values for smoke tests
+    time_limit_min: float = 0.0  # stop after the epoch that crosses this wall-clock budget; 0 = none
+    note: str = ""
+
+
+def _field_types() -> dict[str, typing.Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per field (defaults None, so only what the user typed overrides the file)."""
+    parser.add_argument("--config", type=Path, help="TOML or JSON file with any of the options below")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = _field_types()[f.name]
+        origin = typing.get_origin(kind)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif origin is list:
+            (inner,) = typing.get_args(kind)
+            parser.add_argument(flag, nargs="+", type=inner, default=None)
+        else:
+            base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+            parser.add_argument(flag, type=base, default=None)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, typing.Any] = {}
+    if args.config:
+        values.update(read_config_file(args.config))
+    for f in dataclasses.fields(TrainConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            values[f.name] = v
+    return make_config(values)
+
+
+def read_config_file(path: Path) -> dict:
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except FileNotFoundError:
+        raise InputError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"config file {path} must hold a table of options")
+    return data
+
+
+def make_config(values: dict) -> TrainConfig:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise InputError(f"unknown training option(s): {', '.join(unknown)}")
+    cfg = TrainConfig(**values)
+    if cfg.crop_size % 32 or cfg.crop_size < 64:
+        raise InputError("crop_size must be a multiple of 32, at least 64")
+    if not 0 <= cfg.replay_share < 1:
+        raise InputError("replay_share must be in [0, 1)")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.samples_per_epoch < 1:
+        raise InputError("epochs, batch_size and samples_per_epoch must be positive")
+    if cfg.resume and cfg.init_from:
+        raise InputError("--resume continues a run; --init-from starts a new one from weights: use one")
+    if not cfg.data and not cfg.resume:
+        raise InputError("no training data: pass --data LAYOUT:PATH (layouts: dubai, loveda, folder)")
+    return cfg
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)
