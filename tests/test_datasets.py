@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import SHARED, require_shared
 import torch
 from PIL import Image
 
@@ -31,7 +32,6 @@ from training.datasets import (
 )
 from training.transforms import eval_transform, pair_train_transform, train_transform
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SCHEMA_VALUES = {0, 1, 2, 3, 4, 5, IGNORE_INDEX}
 
 
@@ -46,14 +46,8 @@ def one_torch_thread():
 
 
 def shared(*parts: str) -> Path:
-    """A file or folder of the shared real data; missing fails under CI=true, else skips."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        message = f"shared data missing: {path}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    """A file or folder of the shared real data (conftest's rule: missing fails under CI=true, else skips)."""
+    return require_shared("/".join(parts))
 
 
 def values(t: torch.Tensor) -> set[int]:

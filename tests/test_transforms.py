@@ -1,11 +1,12 @@
 """Joint augmentations keep labels on their pixels, pairs on one geometry, and are reproducible."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import require_shared
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -26,7 +27,6 @@ from training.transforms import (
     train_transform,
 )
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -40,14 +40,8 @@ def one_torch_thread():
 
 
 def shared(*parts: str) -> Path:
-    """A file of the shared real data; missing fails under CI=true, else skips."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        message = f"shared data file missing: {path}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    """A file or folder of the shared real data (conftest's rule: missing fails under CI=true, else skips)."""
+    return require_shared("/".join(parts))
 
 
 def gen(seed: int) -> torch.Generator:
