@@ -120,8 +120,16 @@ def interpret(
     min_area_m2: dict[str, float] | None = None,
     wgs84: bool = False,
     progress: ProgressFn | None = None,
+    permits: "str | Path | object | None" = None,
+    rules: "object | None" = None,
 ) -> Interpretation:
-    """Interpret one image into `outdir`: classes.tif, confidence.tif, regions.geojson, overlay.png, summary.json."""
+    """Interpret one image into `outdir`: classes.tif, confidence.tif, regions.geojson, flags.geojson,
+    summary.csv, overlay.png, summary.json.
+
+    Flags are its buildings, roads and earthworks (`models.flags`, `rules` a `FlagRules`); with
+    `permits` (a GeoJSON path or a loaded `models.permits.Permits`) buildings and earthworks outside
+    every permitted parcel are marked suspected illegal. `files` is keyed by file name.
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     min_area = {**DEFAULT_MIN_AREA_M2, **(min_area_m2 or {})}
@@ -139,11 +147,14 @@ def interpret(
                 write_json(workdir / "regions.wgs84.geojson", geojson_collection(wgs, None))
             overlay_image(source, class_path).save(workdir / "overlay.png")
         summary = summarize(regions, info, class_path)
+        from models.flags import single_date_flags  # flags imports this module
+
+        summary["flags"] = single_date_flags(workdir, regions, info.crs, permits, rules, wgs84)
         write_json(workdir / "summary.json", summary)
         files = {}
         for path in sorted(workdir.iterdir()):
             os.replace(path, outdir / path.name)
-            files[path.stem.replace(".", "_")] = outdir / path.name
+            files[path.name] = outdir / path.name
         return Interpretation(outdir, files, regions, info, summary)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,4 +1,9 @@
-"""`landsentry predict IMAGE -o OUTDIR`: interpret one image with the bundled (or a given) checkpoint."""
+"""`landsentry predict IMAGE -o OUTDIR`: interpret one image with the bundled (or a given) checkpoint.
+
+With `--before BEFORE`, IMAGE is the after image of a pair: both dates are aligned and compared into
+change flags (`models.change_interpret`); `--permits PARCELS.geojson` adds the outside-permits rule
+(for one image too: its buildings and earthworks outside every parcel are flagged).
+"""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    pair = p.add_argument_group("two dates and flags")
+    pair.add_argument("--before", type=Path, default=None, help="the before image: IMAGE is then the after image and change is flagged")
+    pair.add_argument("--permits", type=Path, default=None, help="GeoJSON of permitted parcels: buildings/earthworks outside them are suspected illegal")
+    pair.add_argument("--change-checkpoint", type=Path, default=None, help="learned change model (default: the bundled one when present)")
+    pair.add_argument("--no-change-model", action="store_true", help="class comparison only, without the learned change model")
+    for kind, default in (("building", 20), ("road", 50), ("earthwork", 100)):
+        pair.add_argument(f"--min-area-{kind}", type=float, default=None, help=f"smallest {kind} flag kept, m² (default {default}; overrides --min-area)")
+    pair.add_argument("--tolerance-px", type=int, default=None, help="misregistration between the dates tolerated, pixels (default 3)")
+    pair.add_argument("--min-after-prob", type=float, default=None, help="after-class probability needed for a new region (default 0.4)")
+    pair.add_argument("--max-before-prob", type=float, default=None, help="before probability of that class must stay below this (default 0.3)")
+    pair.add_argument("--change-threshold", type=float, default=None, help="learned change probability an unsure class change needs (default 0.05)")
+    pair.add_argument("--protected-share", type=float, default=None, help="share of a flag on vegetation/water before that makes it suspect (default 0.5)")
+    pair.add_argument("--outside-permits-share", type=float, default=None, help="share of a flag outside all parcels that makes it suspect (default 0.5)")
     return p
 
 
@@ -62,13 +80,91 @@ def main(argv: list[str]) -> int:
         bar.update(done - bar.n)
 
     min_area = {k: args.min_area for k in ("building", "road", "earthwork")} if args.min_area is not None else None
+    rules = flag_rules(args, min_area)
+    if args.before is not None:
+        try:
+            return predict_pair(args, predictor, rules, progress)
+        finally:
+            if bar is not None:
+                bar.close()
+    permits = preload_permits(args, checkpoint.in_channels) if args.permits is not None else None
     try:
         result = interpret(args.image, args.outdir, predictor, gsd=args.gsd, bands=parse_bands(args.bands),
-                           min_area_m2=min_area, wgs84=args.wgs84, progress=progress)
+                           min_area_m2=dict(rules.min_area_m2), wgs84=args.wgs84, progress=progress, permits=permits, rules=rules)
     finally:
         if bar is not None:
             bar.close()
     print(json.dumps(result.summary["kinds"], indent=1))
     for name, path in result.files.items():
         print(f"{name:>16}: {path}")
+    return 0
+
+
+# --- two dates, permits (models.change_interpret, models.flags) ------------------------------------
+def _check_share(name: str, value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise InputError(f"--{name.replace('_', '-')} must be between 0 and 1, not {value}")
+
+
+def flag_rules(args: argparse.Namespace, min_area: dict[str, float] | None):
+    """FlagRules from --min-area(-KIND), --protected-share, --outside-permits-share."""
+    from models.flags import DEFAULT_MIN_AREA_M2, FlagRules
+
+    areas = {**DEFAULT_MIN_AREA_M2, **(min_area or {})}
+    for kind in areas:
+        value = getattr(args, f"min_area_{kind}", None)
+        if value is not None:
+            areas[kind] = value
+    if any(v < 0 for v in areas.values()):
+        raise InputError("minimum areas must be 0 or more m²")
+    _check_share("protected_share", args.protected_share)
+    _check_share("outside_permits_share", args.outside_permits_share)
+    kwargs = {"min_area_m2": areas}
+    if args.protected_share is not None:
+        kwargs["protected_share"] = args.protected_share
+    if args.outside_permits_share is not None:
+        kwargs["outside_permits_share"] = args.outside_permits_share
+    return FlagRules(**kwargs)
+
+
+def change_params(args: argparse.Namespace):
+    from models.change import ChangeParams
+
+    kwargs = {}
+    for name in ("tolerance_px", "min_after_prob", "max_before_prob", "change_threshold"):
+        value = getattr(args, name)
+        if value is not None:
+            if name != "tolerance_px":
+                _check_share(name, value)
+            elif not 0 <= value <= 64:
+                raise InputError("--tolerance-px must be between 0 and 64")
+            kwargs[name] = value
+    return ChangeParams(use_change_model=not args.no_change_model, **kwargs)
+
+
+def preload_permits(args: argparse.Namespace, channels: int = 3):
+    """Check the permits file against the image's CRS before any model runs (fail fast, leave nothing)."""
+    from models.permits import load_permits
+    from models.raster import RasterSource
+
+    with RasterSource(args.image, channels=channels, bands=parse_bands(args.bands), gsd=args.gsd) as source:
+        crs = source.info.crs
+    return load_permits(args.permits, crs)
+
+
+def predict_pair(args: argparse.Namespace, predictor: Predictor, rules, progress) -> int:
+    from models.change_interpret import interpret_pair
+    from models.change_model import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
+
+    params = change_params(args)
+    runner = None
+    if params.use_change_model and (args.change_checkpoint is not None or BUNDLED_CHANGE_CHECKPOINT.is_file()):
+        model, ckpt = load_change_model(args.change_checkpoint)
+        runner = ChangeRunner(model, ckpt, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size)
+    result = interpret_pair(args.before, args.image, args.outdir, predictor, runner, permits=args.permits, rules=rules,
+                            params=params, gsd=args.gsd, bands=parse_bands(args.bands), wgs84=args.wgs84, progress=progress)
+    print(json.dumps(result.summary["kinds"], indent=1))
+    print(f"{result.summary['flags']} flag(s), {result.summary['suspected_illegal']} suspected illegal ({result.summary['method']})")
+    for name, path in result.files.items():
+        print(f"{name:>22}: {path}")
     return 0

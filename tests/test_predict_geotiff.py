@@ -72,7 +72,8 @@ def kept_pixels(classes: np.ndarray, class_id: int, min_pixels: float) -> np.nda
 @pytest.mark.parametrize("key,epsg,count,dtype", [("naip", 26914, 4, "uint8"), ("spacenet", 32616, 1, "uint16")])
 def test_rasters_carry_the_input_grid(runs, key, epsg, count, dtype):
     image, files = runs[key]
-    assert set(files) == {"classes.tif", "confidence.tif", "regions.geojson", "regions.wgs84.geojson", "overlay.png", "summary.json"}
+    assert set(files) == {"classes.tif", "confidence.tif", "regions.geojson", "regions.wgs84.geojson", "flags.geojson",
+                          "flags.wgs84.geojson", "summary.csv", "overlay.png", "summary.json"}
     with rasterio.open(image) as src:
         assert (src.count, src.dtypes[0], src.crs.to_epsg()) == (count, dtype, epsg)
         grid = (src.crs, src.transform, src.width, src.height)
@@ -91,6 +92,19 @@ def test_rasters_carry_the_input_grid(runs, key, epsg, count, dtype):
     summary = load(files["summary.json"])
     assert (summary["width"], summary["height"]) == grid[2:]
     assert sum(summary["class_shares"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("key", ["naip", "spacenet"])
+def test_one_date_flags_mirror_the_regions_without_permits(runs, key):
+    """Without permits every building/road/earthwork region is a flag of the same kind, none suspected."""
+    _, files = runs[key]
+    regions = load(files["regions.geojson"])["features"]
+    flags = load(files["flags.geojson"])
+    assert flags["crs"] == load(files["regions.geojson"])["crs"]
+    assert sorted(f["properties"]["kind"] for f in flags["features"]) == sorted(r["properties"]["kind"] for r in regions)
+    assert all(not f["properties"]["suspected_illegal"] and f["properties"]["before_class"] is None for f in flags["features"])
+    rows = (files["summary.csv"]).read_text().splitlines()
+    assert rows[0].startswith("kind,count,area_m2") and [r.split(",")[0] for r in rows[1:]] == ["building", "road", "earthwork"]
 
 
 @pytest.mark.parametrize("key", ["naip", "spacenet"])
