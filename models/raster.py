@@ -124,14 +124,19 @@ class RasterSource:
         self.info = RasterInfo(ds.width, ds.height, ds.count, ds.dtypes[0], crs, transform, "GTiff")
 
     def _open_picture(self, gsd: float | None) -> None:
-        Image.MAX_IMAGE_PIXELS = None  # our own limit below applies, checked before decoding
         try:
-            with Image.open(self.path) as img:
-                width, height = img.size
-                _check_pixels(self.path, width, height, MAX_DECODED_PIXELS)
-                img.load()
-                array, has_alpha = _picture_to_array(img)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            with warnings.catch_warnings():
+                # Our own limit applies, checked before decoding; Pillow's global setting is left alone
+                # (its bomb error, for sizes far past ours, is mapped to TooLargeError below).
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(self.path) as img:
+                    width, height = img.size
+                    _check_pixels(self.path, width, height, MAX_DECODED_PIXELS)
+                    img.load()
+                    array, has_alpha = _picture_to_array(img)
+        except Image.DecompressionBombError as exc:
+            raise TooLargeError(f"{self.path.name} is over the limit of {MAX_DECODED_PIXELS:,} decodable pixels: {_short(exc)}") from None
+        except (OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"{self.path.name} is a damaged or truncated {self.format} image: {_short(exc)}") from None
         if has_alpha:
             self._alpha = array[-1] > 0

@@ -41,6 +41,17 @@ def require_shared(relpath: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Crop-sized tensor ops on one thread, as in DataLoader workers: on a busy 2-core machine OpenMP
+    threads otherwise spin-wait and every tiny op costs milliseconds. Restored afterwards. Modules
+    that work on crops use it with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_file():
     """`shared_file("naip_pair/x.tif")` -> Path; fails under CI=true when missing, skips otherwise."""

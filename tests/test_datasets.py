@@ -34,15 +34,7 @@ from training.transforms import eval_transform, pair_train_transform, train_tran
 
 SCHEMA_VALUES = {0, 1, 2, 3, 4, 5, IGNORE_INDEX}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Crop-sized tensor ops run on one thread, as in DataLoader workers; on a busy 2-core machine
-    OpenMP threads otherwise spin-wait and every tiny op costs milliseconds. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def shared(*parts: str) -> Path:

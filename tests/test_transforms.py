@@ -27,16 +27,7 @@ from training.transforms import (
     train_transform,
 )
 
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Crop-sized tensor ops run on one thread, as in DataLoader workers; on a busy 2-core machine
-    OpenMP threads otherwise spin-wait and every tiny op costs milliseconds. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def shared(*parts: str) -> Path:

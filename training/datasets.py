@@ -573,21 +573,29 @@ class _CachedDataset(Dataset):
     """Shared machinery: record checks, per-sample seeding, epoch length, decoded-file LRU cache, skipping bad files.
 
     With DataLoader workers every worker process has its own cache and its own `skipped` set.
+    Subclasses name what they hold (`what`) and implement `_check`, `_load` and `_sample`.
     """
+
+    what = "labelled"
 
     def __init__(
         self,
         records: Sequence[Any],
-        transform: Callable[..., dict] | None,
-        samples_per_epoch: int | None,
-        weights: str | Sequence[float],
-        cache_mb: float | None,
-        seed: int | None,
-        what: str,
+        transform: Callable[..., dict] | None = None,
+        samples_per_epoch: int | None = None,
+        in_channels: int = 3,
+        weights: str | Sequence[float] = "area",
+        check_codes: bool = True,
+        cache_mb: float | None = DEFAULT_CACHE_MB,
+        seed: int | None = None,
     ) -> None:
+        if in_channels not in (1, 3, 4):
+            raise ValueError(f"in_channels must be 1, 3 or 4, got {in_channels}")
+        self.in_channels = in_channels
+        self.check_codes = check_codes
         self.records = list(records)
         if not self.records:
-            raise InputError(f"no samples given to the {what} dataset")
+            raise InputError(f"no samples given to the {self.what} dataset")
         self.transform = transform
         self.samples_per_epoch = samples_per_epoch
         self.seed = seed
@@ -722,22 +730,7 @@ class SegmentationDataset(_CachedDataset):
     Pixels an image marks invalid (alpha, nodata) are IGNORE_INDEX in the mask.
     """
 
-    def __init__(
-        self,
-        records: Sequence[Record],
-        transform: Callable[..., dict] | None = None,
-        samples_per_epoch: int | None = None,
-        in_channels: int = 3,
-        weights: str | Sequence[float] = "area",
-        check_codes: bool = True,
-        cache_mb: float | None = DEFAULT_CACHE_MB,
-        seed: int | None = None,
-    ) -> None:
-        if in_channels not in (1, 3, 4):
-            raise ValueError(f"in_channels must be 1, 3 or 4, got {in_channels}")
-        self.in_channels = in_channels
-        self.check_codes = check_codes
-        super().__init__(records, transform, samples_per_epoch, weights, cache_mb, seed, "segmentation")
+    what = "segmentation"
 
     def _check(self) -> list[tuple[int, int]]:
         """Header sizes of all images and masks (and mask codes), every problem collected into one InputError."""
@@ -796,22 +789,7 @@ class ChangePairDataset(_CachedDataset):
     dates share geometry. Crop padding marks `change` as IGNORE_INDEX.
     """
 
-    def __init__(
-        self,
-        pairs: Sequence[PairRecord],
-        transform: Callable[..., dict] | None = None,
-        samples_per_epoch: int | None = None,
-        in_channels: int = 3,
-        weights: str | Sequence[float] = "area",
-        check_codes: bool = True,
-        cache_mb: float | None = DEFAULT_CACHE_MB,
-        seed: int | None = None,
-    ) -> None:
-        if in_channels not in (1, 3, 4):
-            raise ValueError(f"in_channels must be 1, 3 or 4, got {in_channels}")
-        self.in_channels = in_channels
-        self.check_codes = check_codes
-        super().__init__(pairs, transform, samples_per_epoch, weights, cache_mb, seed, "change")
+    what = "change"
 
     def _check(self) -> list[tuple[int, int]]:
         problems: list[str] = []
