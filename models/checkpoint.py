@@ -40,6 +40,11 @@ class Checkpoint:
     training_state: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
+    def __post_init__(self) -> None:
+        # JSON-plain architecture (tuples become lists), so a checkpoint compares equal to the
+        # architecture a training run asks for however either was written.
+        self.arch = plain(self.arch)
+
     @property
     def in_channels(self) -> int:
         return int(self.arch["in_channels"])
