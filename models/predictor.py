@@ -1,4 +1,8 @@
-"""Run a checkpoint over images of any size: batched overlapping windows, blended, streamed in strips."""
+"""Run a checkpoint over images of any size: batched overlapping windows, blended, streamed in strips.
+
+The network itself runs on an inference backend (`models.backends`: ONNX Runtime by default where
+installed, else eager PyTorch); every backend gives the same classes (tests/test_backends.py).
+"""
 from __future__ import annotations
 
 from typing import Callable, Iterator
@@ -8,6 +12,7 @@ import torch
 from torch.nn import functional as F
 from rasterio.windows import Window
 
+from models.backends import build_runner, resolve_backend
 from models.checkpoint import Checkpoint
 from models.raster import RasterSource
 from models.tiling import Strip, StripStitcher
@@ -37,8 +42,16 @@ class Predictor:
         overlap: int = 64,
         batch_size: int = 4,
         model: torch.nn.Module | None = None,
+        backend: str = "auto",
+        precision: str = "float32",
+        threads: int | None = None,
     ) -> None:
-        """`model` overrides the checkpoint's weights (training evaluates its live model this way)."""
+        """`model` overrides the checkpoint's weights (training evaluates its live model this way).
+
+        `backend` is one of models.backends.BACKENDS ('auto': ONNX Runtime when installed, else eager;
+        always eager for a live `model`); `precision` float16/bfloat16 applies on CUDA only;
+        `threads` sets ONNX Runtime's threads (default: torch's).
+        """
         if tile < 64 or tile % 32:
             raise ValueError("tile must be a multiple of 32, at least 64")
         if not 0 <= overlap < tile // 2:
@@ -48,21 +61,22 @@ class Predictor:
         self.model = (model if model is not None else checkpoint.build_model()).to(self.device)
         self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
         self.num_classes = checkpoint.num_classes
-        n = checkpoint.in_channels
-        self._mean = torch.tensor(checkpoint.mean, device=self.device).view(1, n, 1, 1) * 255.0
-        self._std = torch.tensor(checkpoint.std, device=self.device).view(1, n, 1, 1) * 255.0
+        if backend == "auto" and precision != "float32":  # half precision is an eager/compile feature
+            backend = "eager"
+        self.backend = resolve_backend(backend, self.device, live_model=model is not None)
+        self.precision = precision
+        self._runner = build_runner(self.model, checkpoint.mean, checkpoint.std, self.device, self.backend, precision, threads)
 
     @torch.inference_mode()
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """N x C x h x w float32 in 0..255 -> N x K x h x w softmax probabilities."""
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, torch.float32)
-        x = (x - self._mean) / self._std
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % 32, (-w) % 32
         if pad_h or pad_w:  # the encoder needs sizes divisible by 32; reflect keeps edges natural
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        logits = self.model(x)[..., :h, :w]
+        logits = self._runner(x)[..., :h, :w]  # normalise + network (models.backends.InferenceHead)
         return logits.float().softmax(dim=1).cpu().numpy()
 
     def iter_strips(self, source: RasterSource, progress: ProgressFn | None = None) -> Iterator[Strip]:

@@ -1,0 +1,136 @@
+"""Inference backends (models.backends): every fast path gives eager PyTorch's classes.
+
+Tolerances (stated in the README's performance section):
+- `onnx` (float32): the same probabilities within 1e-4 and >= 99.9 % of pixels the same class;
+- `onnx-int8`: >= 98 % of pixels the same class on real imagery, on average over the images (measured
+  98.6 % on each of the two 960² crops below: a Dubai tile-8 image and a LoveDA rural image);
+- `compile`: the same probabilities within 1e-4 (compiling takes about a minute on 2 cores).
+Unit-level images are generated here (smooth random fields, `_field`); real ones come from ../shared/data.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import require_shared
+from models import backends
+from models.checkpoint import load_checkpoint
+from models.errors import InputError
+from models.predictor import Predictor
+
+pytest.importorskip("onnxruntime")
+
+
+def _field(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A 3 x H x W image in 0..255: smooth blobs plus noise, so a random network gives varied classes."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    bands = [127 + 80 * np.sin(xx / rng.uniform(7, 23) + rng.uniform(0, 6)) * np.cos(yy / rng.uniform(7, 23)) for _ in range(3)]
+    image = np.stack(bands) + rng.normal(0, 12, (3, h, w))
+    return np.clip(image, 0, 255).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_checkpoint):
+    return load_checkpoint(tiny_checkpoint)
+
+
+def test_onnx_matches_eager_on_odd_sizes_and_batches(tiny):
+    """Dynamic batch, height and width: edge windows smaller than the tile and padded sizes agree too."""
+    image = _field((150, 230))
+    eager = Predictor(tiny, device="cpu", backend="eager", tile=128, overlap=16, batch_size=3)
+    onnx = Predictor(tiny, device="cpu", backend="onnx", tile=128, overlap=16, batch_size=2)
+    assert (eager.backend, onnx.backend) == ("eager", "onnx")
+    a, b = eager.predict_array(image), onnx.predict_array(image)
+    assert np.abs(a - b).max() < 1e-4
+    assert (a.argmax(0) == b.argmax(0)).mean() >= 0.999
+    assert len(np.unique(a.argmax(0))) > 1  # the fixture really exercises several classes
+    small = _field((70, 90), seed=1)  # smaller than one tile: the window is the image, padded to 96 x 96
+    assert np.abs(eager.predict_array(small) - onnx.predict_array(small)).max() < 1e-4
+
+
+def test_auto_picks_onnx_and_falls_back_to_eager(tiny, monkeypatch):
+    assert Predictor(tiny, device="cpu", tile=128, overlap=16).backend == "onnx"
+    monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
+    assert Predictor(tiny, device="cpu", tile=128, overlap=16).backend == "eager"
+    with pytest.raises(InputError, match="needs onnxruntime"):
+        Predictor(tiny, device="cpu", backend="onnx")
+
+
+def test_live_model_stays_eager_untouched(tiny):
+    """Training hands in its live model: auto must run it eagerly, in its mode, without moving it."""
+    model = tiny.build_model().train()
+    predictor = Predictor(tiny, device="cpu", tile=128, overlap=16, model=model)
+    assert predictor.backend == "eager"
+    assert model.training
+    Predictor(tiny, device="cpu", backend="onnx", tile=128, overlap=16, model=model)  # export works on a copy
+    assert model.training and next(model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"backend": "tensorrt"}, "unknown backend"),
+    ({"backend": "eager", "precision": "float8"}, "unknown precision"),
+    ({"backend": "onnx", "precision": "float16"}, "precision float16"),
+])
+def test_bad_backend_settings_are_input_errors(tiny, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        Predictor(tiny, device="cpu", **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_gpu_is_an_input_error(tiny):
+    with pytest.raises(InputError, match="no CUDA"):
+        Predictor(tiny, device="cuda", backend="onnx")
+
+
+def test_compile_matches_eager(tiny):
+    """torch.compile (inductor, C++ kernels built with the machine's compiler): about a minute here."""
+    image = _field((128, 128))
+    a = Predictor(tiny, device="cpu", backend="eager", tile=128, overlap=0).predict_array(image)
+    b = Predictor(tiny, device="cpu", backend="compile", tile=128, overlap=0).predict_array(image)
+    assert np.abs(a - b).max() < 1e-4
+
+
+def _real_crops() -> list[np.ndarray]:
+    crops = []
+    for rel in ("dubai_aerial/images/image_part_004t8.jpg", "loveda/Val/Rural/images_png/0.png"):
+        with Image.open(require_shared(rel)) as img:
+            array = np.asarray(img.convert("RGB")).transpose(2, 0, 1).astype(np.float32)
+        crops.append(np.ascontiguousarray(array[:, :960, :960]))
+    return crops
+
+
+def test_bundled_model_same_classes_on_real_imagery(tmp_path, monkeypatch):
+    """The bundled model on real Dubai and LoveDA crops: float32 ONNX equals eager, int8 stays within tolerance."""
+    monkeypatch.setenv("LANDSENTRY_CACHE_DIR", str(tmp_path))  # the int8 graph is cached here, not in ~/.cache
+    checkpoint = load_checkpoint()
+    crops = _real_crops()
+    eager = Predictor(checkpoint, device="cpu", backend="eager", batch_size=1)
+    onnx = Predictor(checkpoint, device="cpu", backend="onnx", batch_size=1)
+    int8 = Predictor(checkpoint, device="cpu", backend="onnx-int8", batch_size=1)
+    agreement = []
+    for crop in crops:
+        ref = eager.predict_array(crop)
+        fast = onnx.predict_array(crop)
+        assert np.abs(ref - fast).max() < 1e-3
+        assert (ref.argmax(0) == fast.argmax(0)).mean() >= 0.999
+        agreement.append((ref.argmax(0) == int8.predict_array(crop).argmax(0)).mean())
+    assert np.mean(agreement) >= 0.98, agreement
+    assert list(tmp_path.glob("int8-*.onnx")), "the quantised graph is cached for the next load"
+
+
+def test_auto_on_cuda_needs_the_ort_cuda_provider(monkeypatch):
+    """A CPU-only onnxruntime on a GPU machine would silently run on the CPU: auto must pick eager there."""
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(backends, "_ort_providers", lambda: ["CPUExecutionProvider"])
+    assert backends.resolve_backend("auto", cuda) == "eager"
+    with pytest.raises(InputError, match="onnxruntime-gpu"):
+        backends.resolve_backend("onnx", cuda)
+    monkeypatch.setattr(backends, "_ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert backends.resolve_backend("auto", cuda) == "onnx"
+    with pytest.raises(InputError, match="CPU only"):
+        backends.resolve_backend("onnx-int8", cuda)
