@@ -1,0 +1,115 @@
+"""The FastAPI app: `create_app(settings)` wires settings, store, model, worker, routers and the page.
+
+The lifespan opens the store, marks jobs a killed server left running (resume or retry), registers
+the starting checkpoint on first start, loads the active model once and starts the worker process.
+"""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import torch
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from models.errors import LandsentryError
+
+from api import errors
+from api.limits import BodyLimit
+from api.routers import health, interpret, jobs, models, samples, train
+from api.settings import Settings
+from api.store import Store
+from api.versions import ModelHolder, register_initial
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("uvicorn.error")
+
+
+def hold_data_dir(data_dir: Path):
+    """One server per data directory: recovery at start assumes every running job belongs to a dead process."""
+    handle = (data_dir / "server.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise LandsentryError(f"another landsentry server is using {data_dir}; stop it or pass another --data-dir") from None
+    return handle
+
+
+async def supervise(app: FastAPI, settings: Settings, every_s: float = 2.0) -> None:
+    """Restart the worker if it dies (killed for memory, a crash): its running jobs are queued again first."""
+    from api.worker import spawn
+
+    while True:
+        await asyncio.sleep(every_s)
+        worker = app.state.worker
+        if worker.poll() is not None:
+            app.state.store.recover(owner=f"worker:{worker.pid}")
+            app.state.worker = spawn(settings)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        threads_before = torch.get_num_threads()
+        torch.set_num_threads(settings.threads)
+        store = Store(settings.data_dir)
+        app.state.lock = hold_data_dir(settings.data_dir)
+        for job in store.recover():
+            log.warning("job %s (%s) was interrupted by a restart: %s", job["id"], job["type"], job["error"] or job["message"])
+        register_initial(store, settings.initial_checkpoint)
+        holder = ModelHolder(store, settings.device)
+        holder.ensure()
+        app.state.store, app.state.holder = store, holder
+        app.state.inference_slots = anyio.CapacityLimiter(settings.inference_concurrency)
+        app.state.worker = None
+        supervisor = None
+        if settings.worker:
+            from api.worker import spawn
+
+            app.state.worker = spawn(settings)
+            supervisor = asyncio.create_task(supervise(app, settings))
+        try:
+            yield
+        finally:
+            if supervisor is not None:
+                supervisor.cancel()
+            torch.set_num_threads(threads_before)  # an app inside a larger process (tests) gives them back
+            worker = app.state.worker
+            if worker is not None and worker.poll() is None:
+                worker.terminate()
+                try:
+                    worker.wait(20)
+                except Exception:
+                    worker.kill()
+            app.state.lock.close()
+
+    app = FastAPI(title="landsentry", version="1", lifespan=lifespan,
+                  description="Roads, earthworks and buildings in satellite and aerial imagery; new ones between two dates; retraining on your samples.")
+    app.state.settings = settings
+    errors.install(app)
+    for module in (health, interpret, jobs, samples, train, models):
+        app.include_router(module.router)
+    STATIC.mkdir(exist_ok=True)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    def page() -> FileResponse | JSONResponse:
+        index = STATIC / "index.html"
+        if not index.is_file():
+            return JSONResponse({"detail": "the web page is not installed (api/static/index.html); the API is at /docs"}, status_code=404)
+        return FileResponse(index, media_type="text/html")
+
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+    return app

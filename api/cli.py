@@ -1,0 +1,46 @@
+"""`landsentry serve`: the web service and page on one port, with the data directory of your choice."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="landsentry serve", description=__doc__,
+                                epilog="Other settings come from LANDSENTRY_* environment variables (see README: Service).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data-dir", type=Path, default=None, help="where jobs, samples, models and the database live "
+                   "(default: $LANDSENTRY_DATA_DIR or ./landsentry-data)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return p
+
+
+def preflight(settings) -> None:
+    """Refuse clearly (exit 2, one line) what would otherwise fail inside the server's startup."""
+    from api.app import hold_data_dir
+    from api.store import Store
+    from models.checkpoint import load_checkpoint
+    from models.errors import InputError
+
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise InputError(f"--data-dir {settings.data_dir} is a file, not a folder")
+    Store(settings.data_dir)
+    hold_data_dir(settings.data_dir).close()
+    if not any((settings.data_dir / "models").glob("*.pt")):
+        load_checkpoint(settings.initial_checkpoint)  # the first version must load
+
+
+def main(argv: list[str]) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    args = build_parser().parse_args(argv)
+    overrides = {"data_dir": args.data_dir} if args.data_dir is not None else {}
+    settings = Settings.from_env(**overrides)
+    preflight(settings)
+    print(f"landsentry: serving http://{args.host}:{args.port}/ (API docs at /docs), data in {settings.data_dir}", flush=True)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)
+    return 0

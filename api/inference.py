@@ -1,0 +1,143 @@
+"""Interpret jobs: the same `models` functions as `landsentry predict`, plus the files the page needs.
+
+Used by the server (small inputs, inline) and by the worker (large inputs). Inputs live in
+`JOB/input/{after,before}.<format>` and `JOB/input/permits.geojson` (names chosen here, never the
+uploader's); results are written to a hidden folder and renamed to `JOB/out` only when complete,
+so a job interrupted by a crash simply runs again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from PIL import Image
+
+from models.align import open_pair
+from models.change_model import ChangeRunner
+from models.errors import InputError, TooLargeError
+from models.interpret import interpret
+from models.permits import load_permits
+from models.predictor import Predictor, ProgressFn
+from models.raster import MAX_DECODED_PIXELS, RasterSource, sniff_format
+
+FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "GTiff": ".tif"}
+CONTRACT_FILES = {  # the page's names for the files it uses -> file name in JOB/out (single, pair)
+    "overlay": ("overlay.png", "overlay.png"),
+    "after": ("after.png", "after.png"),
+    "before": (None, "before.png"),
+    "classes_png": ("classes.png", "classes.png"),
+    "classes_tif": ("classes.tif", "after_classes.tif"),
+    "flags": ("flags.geojson", "flags.geojson"),
+    "flags_wgs84": ("flags.wgs84.geojson", "flags.wgs84.geojson"),
+    "summary_csv": ("summary.csv", "summary.csv"),
+}
+
+
+def input_path(job_dir: Path, role: str) -> Path | None:
+    """The stored input for a role (after, before, permits), whatever its format suffix."""
+    found = sorted((job_dir / "input").glob(f"{role}.*"))
+    return found[0] if found else None
+
+
+def probe_size(path: Path, max_pixels: int) -> tuple[int, int]:
+    """(width, height) from the header only; refuses unknown formats (415) and oversized images (413)."""
+    fmt = sniff_format(path)
+    try:
+        if fmt == "GTiff":
+            with rasterio.open(path) as ds:
+                width, height = ds.width, ds.height
+        else:
+            with Image.open(path) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:
+        raise TooLargeError(f"the uploaded {fmt} image claims more pixels than allowed (over the limit of {min(max_pixels, MAX_DECODED_PIXELS):,})") from None
+    except Exception as exc:  # a header that does not parse is a damaged file
+        raise InputError(f"the uploaded {fmt} image cannot be read: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+    limit = max_pixels if fmt == "GTiff" else min(max_pixels, MAX_DECODED_PIXELS)
+    if width * height > limit:
+        raise TooLargeError(f"the uploaded image is {width}x{height} = {width * height:,} pixels, over the limit of {limit:,}")
+    if width <= 0 or height <= 0:
+        raise InputError("the uploaded image has no pixels")
+    return width, height
+
+
+def check_inputs(job_dir: Path, channels: int) -> None:
+    """Open everything a queued job will read, so bad input is refused now (4xx) and not in the worker."""
+    after, before, permits = (input_path(job_dir, r) for r in ("after", "before", "permits"))
+    assert after is not None
+    if before is not None:
+        with open_pair(before, after, channels=channels) as pair:
+            crs = pair.info.crs
+    else:
+        with RasterSource(after, channels=channels) as source:
+            crs = source.info.crs
+    if permits is not None:
+        load_permits(permits, crs)
+
+
+def run_interpretation(job_dir: Path, predictor: Predictor, change_runner: ChangeRunner | None, wgs84: bool,
+                       preview_max_pixels: int, progress: ProgressFn | None = None) -> dict:
+    """Interpret the job's inputs into JOB/out and return the job's result (without the flags, read from disk)."""
+    after, before, permits = (input_path(job_dir, r) for r in ("after", "before", "permits"))
+    if after is None:
+        raise InputError("the job has no input image (its files are gone)")
+    out = job_dir / "out"
+    work = Path(tempfile.mkdtemp(prefix=".out-", dir=job_dir))
+    try:
+        pair = before is not None
+        if pair:
+            from models.change_interpret import interpret_pair
+
+            result = interpret_pair(before, after, work, predictor, change_runner, permits=permits, wgs84=wgs84, progress=progress)
+        else:
+            result = interpret(after, work, predictor, wgs84=wgs84, progress=progress, permits=permits)
+        info = result.info
+        if info.width * info.height <= preview_max_pixels:
+            write_previews(work, before, after, predictor.checkpoint.in_channels, "after_classes.tif" if pair else "classes.tif")
+        if out.exists():  # a half-finished earlier attempt never renamed its folder; an old finished one is replaced
+            shutil.rmtree(out)
+        os.replace(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    names = sorted(p.name for p in out.iterdir())
+    return {
+        "summary": result.summary,
+        "grid": {"width": info.width, "height": info.height, "transform": list(info.transform)[:6],
+                 "crs": info.crs.to_string() if info.crs else None},
+        "file_names": names,
+    }
+
+
+def write_previews(work: Path, before: Path | None, after: Path, channels: int, classes_name: str) -> None:
+    """after.png (and before.png) at full resolution on the analysis grid, classes.png as one byte per pixel."""
+    with rasterio.open(work / classes_name) as ds:
+        classes = ds.read(1)
+    shape = classes.shape
+    if before is not None:
+        with open_pair(before, after, channels=channels) as pair:
+            Image.fromarray(pair.after.preview(shape)).save(work / "after.png")
+            Image.fromarray(pair.before.preview(shape)).save(work / "before.png")
+    else:
+        with RasterSource(after, channels=channels) as source:
+            Image.fromarray(source.preview(shape)).save(work / "after.png")
+    Image.fromarray(classes.astype(np.uint8), mode="L").save(work / "classes.png")
+
+
+def public_result(job_id: str, result: dict | None, job_dir: Path, kind: str | None, with_flags: bool) -> dict | None:
+    """The result as the API shows it: links under /v1/jobs/ID/files/ and (optionally) the flags GeoJSON."""
+    if result is None or "file_names" not in result:
+        return result
+    names = set(result["file_names"])
+    column = 1 if kind == "pair" else 0
+    base = f"/v1/jobs/{job_id}/files/"
+    files = {key: base + pair[column] for key, pair in CONTRACT_FILES.items() if pair[column] in names}
+    files["all"] = {name: base + name for name in sorted(names)}
+    flags = None
+    if with_flags and "flags.geojson" in names:
+        flags = json.loads((job_dir / "out" / "flags.geojson").read_text())
+    return {"flags": flags, "summary": result["summary"], "grid": result["grid"], "files": files, "model": result.get("model")}

@@ -1,0 +1,34 @@
+"""GET /v1/health and GET /v1/classes."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from models.change import CHANGE_CODES, CODE_COLOURS
+from models.classes import CLASS_ID, CLASSES, IGNORE_INDEX
+from models.flags import BASE_KINDS
+
+from api.deps import get_holder, get_store
+from api.store import Store
+from api.versions import ModelHolder, public_model
+
+router = APIRouter(prefix="/v1", tags=["service"])
+KIND_CLASS = {"building": "building", "road": "road", "earthwork": "bare_soil"}
+
+
+@router.get("/health")
+def health(request: Request, store: Store = Depends(get_store), holder: ModelHolder = Depends(get_holder)) -> dict:
+    """Whether the service is up, which model answers, and where jobs stand."""
+    loaded = holder.current()
+    worker = request.app.state.worker
+    return {"status": "ok", "model": public_model(loaded.model, store.active_model_id()), "device": str(loaded.predictor.device),
+            "backend": "pytorch eager", "worker": "running" if worker is not None and worker.poll() is None else "stopped",
+            "jobs": store.count_jobs()}
+
+
+@router.get("/classes")
+def classes() -> dict:
+    """The class schema (ids, names, colours) and the flag kinds with their colours."""
+    kind_colors = {kind: list(CLASSES[CLASS_ID[name]].color) for kind, name in KIND_CLASS.items()}
+    kind_colors.update({kind: list(CODE_COLOURS[code]) for code, kind in CHANGE_CODES.items()})
+    return {"classes": [{"id": c.id, "name": c.name, "title": c.title, "color": list(c.color)} for c in CLASSES],
+            "ignore_index": IGNORE_INDEX, "kinds": list(BASE_KINDS), "kind_colors": kind_colors}

@@ -1,0 +1,80 @@
+"""POST /v1/samples (image + index mask, or a finished job's image + mask), GET /v1/samples, DELETE /v1/samples/{id}."""
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile
+from PIL import Image
+
+from models.errors import InputError
+from models.raster import RasterSource
+
+from api.deps import get_holder, get_settings, get_store, require_token
+from api.inference import probe_size
+from api.masks import class_pixels, read_mask
+from api.settings import Settings
+from api.store import Store, atomic_copy, atomic_write_bytes, new_id
+from api.uploads import present, save_file, save_image
+from api.versions import ModelHolder
+
+router = APIRouter(prefix="/v1/samples", tags=["samples"])
+
+
+def public_sample(sample: dict) -> dict:
+    return {k: sample[k] for k in ("id", "width", "height", "class_pixels", "source", "created")}
+
+
+def job_image(store: Store, job_id: str) -> Path:
+    """The after image of a finished interpret job, on its analysis grid (what the page annotated)."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id!r}")
+    if job["type"] != "interpret" or job["status"] != "done":
+        raise InputError(f"job {job_id} is not a finished interpretation (status {job['status']})")
+    if "after.png" not in (job["result"] or {}).get("file_names", []):
+        raise InputError(f"job {job_id} is too large to annotate (no after.png preview)")
+    return store.job_dir(job_id) / "out" / "after.png"
+
+
+@router.post("", dependencies=[Depends(require_token)], status_code=201, responses={404: {}, 413: {}, 415: {}, 422: {}})
+def add_sample(
+    mask: UploadFile = File(..., description="index PNG: class ids 0-5, 255 = ignore, same size as the image"),
+    image: UploadFile | None = File(None, description="the image (PNG, JPEG, GeoTIFF); or give job_id"),
+    job_id: str | None = Form(None, description="reuse this finished interpret job's image"),
+    settings: Settings = Depends(get_settings),
+    store: Store = Depends(get_store),
+    holder: ModelHolder = Depends(get_holder),
+) -> dict:
+    """Store a labelled sample for retraining."""
+    if present(image) == bool(job_id):
+        raise InputError("give either an image file or a job_id (exactly one of them)")
+    sample_id = new_id("s")
+    with tempfile.TemporaryDirectory(prefix=".incoming-", dir=store.samples_dir) as tmp:
+        work = Path(tmp)
+        source_path = job_image(store, job_id) if job_id else save_image(image, work, "image")  # type: ignore[arg-type]
+        width, height = probe_size(source_path, settings.max_sample_pixels)
+        with RasterSource(source_path, channels=holder.current().predictor.checkpoint.in_channels):
+            pass  # decodes and checks it the way training will read it
+        mask_path = save_file(mask, work / "mask.png")
+        ids = read_mask(mask_path, width, height)
+        buffer = io.BytesIO()
+        Image.fromarray(ids, mode="L").save(buffer, format="PNG")
+        atomic_write_bytes(store.samples_dir / "masks" / f"{sample_id}.png", buffer.getvalue())
+        image_file = sample_id + source_path.suffix
+        atomic_copy(source_path, store.samples_dir / "images" / image_file)
+    sample = store.add_sample(sample_id, width, height, class_pixels(ids), f"job:{job_id}" if job_id else "upload", image_file)
+    return public_sample(sample)
+
+
+@router.get("")
+def list_samples(store: Store = Depends(get_store)) -> dict:
+    return {"samples": [public_sample(s) for s in store.list_samples()]}
+
+
+@router.delete("/{sample_id}", dependencies=[Depends(require_token)], status_code=204, responses={404: {}})
+def delete_sample(sample_id: str, store: Store = Depends(get_store)) -> Response:
+    if not store.delete_sample(sample_id):
+        raise HTTPException(404, f"no sample {sample_id!r}")
+    return Response(status_code=204)

@@ -1,0 +1,102 @@
+"""Model versions: the first one registered from a checkpoint, the active one loaded once and swapped on activation."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.change_model import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
+from models.checkpoint import Checkpoint, load_checkpoint
+from models.predictor import Predictor
+
+from api.store import Store, atomic_copy, new_id
+
+
+def public_model(model: dict, active_id: str | None) -> dict:
+    """A model record as the API shows it."""
+    return {"id": model["id"], "name": model["name"], "parent": model["parent"], "created": model["created"],
+            "active": model["id"] == active_id, "job": model["job"], "data": model["data"], "metrics": model["metrics"]}
+
+
+def checkpoint_summary(ckpt: Checkpoint) -> tuple[dict, dict]:
+    """(data, metrics) of a checkpoint trained by `landsentry train`, from its own metadata."""
+    meta = ckpt.metadata
+    data = dict(meta.get("data") or {})
+    val = data.pop("val_sources", [])
+    train = data.pop("train_sources", [])
+    replay = data.pop("replay_sources", [])
+    data.update(train_images=len(train), val_images=len(val), replay_images=len(replay), epochs=meta.get("epoch"))
+    metrics = dict(meta.get("metrics") or {})
+    if metrics:
+        where = ", ".join(data.get("holdout") or []) or "its validation data"
+        metrics["evaluated_on"] = f"{len(val)} whole held-out images ({where}), measured when it was trained"
+    else:
+        metrics = {"miou": None, "evaluated_on": "no metrics stored in the checkpoint"}
+    return data, metrics
+
+
+def register_initial(store: Store, checkpoint_path: Path) -> dict:
+    """On first start: copy the starting checkpoint into the store and make it the active version."""
+    models = store.list_models()
+    if models:
+        if store.active_model_id() is None:
+            store.set_active_model(models[0]["id"])
+        return store.get_model(store.active_model_id())  # type: ignore[arg-type, return-value]
+    ckpt = load_checkpoint(checkpoint_path)
+    model_id = new_id("m")
+    atomic_copy(checkpoint_path, store.models_dir / f"{model_id}.pt")
+    data, metrics = checkpoint_summary(ckpt)
+    data["source_file"] = checkpoint_path.name
+    model = store.add_model(model_id, checkpoint_path.stem, None, f"{model_id}.pt", data, metrics)
+    store.set_active_model(model_id)
+    return model
+
+
+@dataclass
+class Loaded:
+    model: dict
+    predictor: Predictor
+
+
+class ModelHolder:
+    """The active model's predictor (and the bundled change model), loaded once; `ensure` swaps versions.
+
+    Requests take `current()` once and use that predictor to the end, so an activation never changes
+    the model under a running interpretation.
+    """
+
+    def __init__(self, store: Store, device: str = "auto") -> None:
+        self.store, self.device = store, device
+        self._lock = threading.Lock()
+        self._loaded: Loaded | None = None
+        self._change: ChangeRunner | None = None
+        self._change_loaded = False
+
+    def current(self) -> Loaded:
+        loaded = self._loaded
+        if loaded is None:
+            return self.ensure()
+        return loaded
+
+    def ensure(self, model_id: str | None = None) -> Loaded:
+        """Load `model_id` (default: the store's active version) unless it is already loaded."""
+        model_id = model_id or self.store.active_model_id()
+        with self._lock:
+            if self._loaded is not None and self._loaded.model["id"] == model_id:
+                return self._loaded
+            model = self.store.get_model(model_id) if model_id else None
+            if model is None:
+                raise LookupError(f"no model version {model_id!r} in the store")
+            ckpt = load_checkpoint(self.store.model_path(model))
+            self._loaded = Loaded(model, Predictor(ckpt, device=self.device))
+            return self._loaded
+
+    def change_runner(self) -> ChangeRunner | None:
+        """The bundled learned change model for pairs (None when it is not installed)."""
+        with self._lock:
+            if not self._change_loaded:
+                self._change_loaded = True
+                if BUNDLED_CHANGE_CHECKPOINT.is_file():
+                    model, ckpt = load_change_model()
+                    self._change = ChangeRunner(model, ckpt, device=self.device)
+            return self._change

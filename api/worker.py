@@ -1,0 +1,120 @@
+"""The worker process: runs queued jobs outside the request path.
+
+Started by the server (`python -m api.worker --data-dir DIR`) and killed with it. One thread runs
+interpret jobs (large inputs) one at a time with the active model; another runs train jobs, each as a
+`landsentry train` child process with one CPU thread, so inference stays responsive while training.
+An exclusive lock on `DATA/worker.lock` keeps a second worker from ever claiming jobs beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from api.settings import Settings
+from api.store import Store
+
+POLL_S = 0.3
+PROGRESS_EVERY_S = 0.5
+
+
+def spawn(settings: Settings) -> subprocess.Popen:
+    """Start the worker for the server; it dies with the server (see api.proc)."""
+    from api.proc import die_with_parent
+    from api.train_job import ROOT, child_env
+
+    settings_file = settings.data_dir / "worker-settings.json"
+    settings_file.write_text(settings.to_json())
+    log = (settings.data_dir / "worker.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "api.worker", "--settings", str(settings_file)], stdout=log,
+                            stderr=subprocess.STDOUT, env=child_env(settings.threads), cwd=ROOT, preexec_fn=die_with_parent)
+
+
+def interpret_loop(store: Store, settings: Settings, stop: threading.Event, owner: str) -> None:
+    from api.inference import run_interpretation
+    from api.versions import ModelHolder
+    from models.errors import LandsentryError
+
+    holder = ModelHolder(store, settings.device)
+    while not stop.is_set():
+        job = store.claim_job("interpret", owner)
+        if job is None:
+            stop.wait(POLL_S)
+            continue
+        last = [0.0]
+
+        def progress(done: int, total: int, job_id: str = job["id"]) -> None:
+            if time.monotonic() - last[0] >= PROGRESS_EVERY_S or done == total:
+                last[0] = time.monotonic()
+                store.update_job(job_id, progress=round(0.95 * done / max(total, 1), 4), message=f"{done}/{total} windows")
+
+        try:
+            loaded = holder.ensure()
+            store.update_job(job["id"], message="interpreting")
+            result = run_interpretation(store.job_dir(job["id"]), loaded.predictor, holder.change_runner(),
+                                        bool(job["params"].get("wgs84")), settings.preview_max_pixels, progress)
+            result["model"] = loaded.model["id"]
+            store.finish_job(job["id"], result)
+        except LandsentryError as exc:
+            store.fail_job(job["id"], str(exc))
+        except Exception as exc:  # a bug, not bad input: keep the worker alive, say what happened
+            traceback.print_exc()
+            store.fail_job(job["id"], f"internal error: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+def train_loop(store: Store, settings: Settings, stop: threading.Event, owner: str) -> None:
+    from api.train_job import run_train_job
+
+    while not stop.is_set():
+        job = store.claim_job("train", owner)
+        if job is None:
+            stop.wait(POLL_S)
+            continue
+        try:
+            run_train_job(store, settings, job, stop)
+        except Exception as exc:
+            traceback.print_exc()
+            store.fail_job(job["id"], f"internal error: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+def run(settings: Settings) -> int:
+    import torch
+
+    torch.set_num_threads(settings.threads)
+    parent = os.getppid()
+    lock = (settings.data_dir / "worker.lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # waits for an older worker (of a killed server) to be gone
+    store = Store(settings.data_dir)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    owner = f"worker:{os.getpid()}"
+    threads = [threading.Thread(target=loop, args=(store, settings, stop, owner), daemon=True, name=loop.__name__)
+               for loop in (interpret_loop, train_loop)]
+    for t in threads:
+        t.start()
+    print(f"worker {os.getpid()} ready on {settings.data_dir}", flush=True)
+    while not stop.is_set():
+        if os.getppid() != parent:  # the server is gone (where no parent-death signal exists)
+            stop.set()
+        stop.wait(1.0)
+    for t in threads:
+        t.join(15)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m api.worker", description=__doc__)
+    p.add_argument("--settings", type=Path, required=True, help="JSON written by the server (api.settings.Settings.to_json)")
+    args = p.parse_args(argv)
+    return run(Settings.from_json(args.settings.read_text()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

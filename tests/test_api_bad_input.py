@@ -1,0 +1,208 @@
+"""Bad requests get a 4xx with a message, never a 5xx or a traceback; limits, unknown ids, token, CORS.
+
+No worker process here (requests only). Broken files are generated in the tests from small numpy
+images and the real sample tile (sample_tiles/spacenet_atlanta_pan.tif).
+"""
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from api.app import create_app
+from api.settings import Settings
+from tests.conftest import ROOT
+
+TILE = ROOT / "sample_tiles" / "spacenet_atlanta_pan.tif"
+
+
+def png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def rgb(h: int = 64, w: int = 64, seed: int = 0) -> bytes:
+    return png(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A valid PNG header that claims a huge image (a decompression bomb), with almost no data."""
+    raw = bytearray(rgb(8, 8))
+    ihdr = struct.pack(">II", width, height) + raw[24:29]
+    raw[16:29] = ihdr
+    raw[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    return bytes(raw)
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory, tiny_checkpoint) -> Settings:
+    return Settings.from_env(data_dir=tmp_path_factory.mktemp("bad"), initial_checkpoint=tiny_checkpoint, worker=False,
+                             max_upload_bytes=3_000_000, max_sample_pixels=200 * 200)
+
+
+@pytest.fixture(scope="module")
+def client(settings):
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def detail(r) -> str:
+    body = r.json()
+    assert isinstance(body["detail"], str) and body["detail"], body
+    assert "Traceback" not in body["detail"]
+    return body["detail"]
+
+
+TILE_BYTES = TILE.read_bytes()
+
+
+@pytest.mark.parametrize("files, data, status, words", [
+    ({"image": ("a.txt", b"just some text")}, {}, 415, "not a PNG, JPEG or GeoTIFF"),
+    ({"image": ("a.png", b"")}, {}, 422, "empty"),
+    ({"image": ("a.png", rgb()[:200])}, {}, 422, "truncated"),
+    ({"image": ("a.tif", TILE_BYTES[: len(TILE_BYTES) // 3])}, {}, 422, "truncated or corrupt"),
+    ({"image": ("a.png", bomb_png())}, {}, 413, "over the limit"),
+    ({"image": ("a.png", rgb(64, 64)), "before": ("b.png", rgb(64, 80))}, {}, 422, "same size"),
+    ({"image": ("a.png", rgb(64, 64)), "before": ("b.txt", b"%PDF-1.4")}, {}, 415, "not a PNG"),
+    ({"image": ("a.tif", TILE_BYTES), "permits": ("p.geojson", b"this is not json")}, {}, 422, "not GeoJSON"),
+    ({"image": ("a.tif", TILE_BYTES), "permits": ("p.geojson", json.dumps({"type": "Point", "coordinates": [1, 2]}).encode())}, {}, 422, "permits"),
+    ({"image": ("a.png", rgb()), "permits": ("p.geojson", b'{"type": "FeatureCollection", "features": []}')}, {}, 422, "georeferenced"),
+    ({"before": ("b.png", rgb())}, {}, 422, "missing field 'image'"),
+    ({"image": ("a.png", rgb())}, {"wgs84": "maybe"}, 422, "wgs84"),
+])
+def test_interpret_refuses_bad_input(client, settings, files, data, status, words):
+    before = set((settings.data_dir / "jobs").iterdir())
+    r = client.post("/v1/interpret", files=files, data=data)
+    assert r.status_code == status, r.text
+    assert words in detail(r)
+    assert set((settings.data_dir / "jobs").iterdir()) == before  # refused input leaves nothing behind
+
+
+def test_malformed_multipart_is_422(client):
+    r = client.post("/v1/interpret", content=b"--xyz\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 422, r.text
+    detail(r)
+
+
+def test_upload_limit_is_413(client):
+    big = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
+    r = client.post("/v1/interpret", files={"image": ("big.png", png(big))})  # ~4.3 MB > 3 MB limit
+    assert r.status_code == 413 and "upload limit" in detail(r)
+
+
+def _sample(client, image: bytes | None, mask: bytes, data: dict | None = None):
+    files = {"mask": ("m.png", mask)}
+    if image is not None:
+        files["image"] = ("i.png", image)
+    return client.post("/v1/samples", files=files, data=data or {})
+
+
+@pytest.mark.parametrize("make, status, words", [
+    (lambda: (rgb(64, 64), png(np.zeros((64, 80), np.uint8))), 422, "64x64"),
+    (lambda: (rgb(64, 64), png(np.full((64, 64), 7, np.uint8))), 422, "unknown class ids [7]"),
+    (lambda: (rgb(64, 64), rgb(64, 64)), 422, "colour"),
+    (lambda: (rgb(64, 64), b"\xff\xd8\xff\xe0 not a png"), 415, "must be a PNG"),
+    (lambda: (rgb(64, 64), png(np.zeros((64, 64), np.uint8))[:60]), 422, "damaged or truncated"),
+    (lambda: (rgb(300, 300), png(np.zeros((300, 300), np.uint8))), 413, "over the limit"),
+    (lambda: (None, png(np.zeros((64, 64), np.uint8))), 422, "either an image file or a job_id"),
+    (lambda: (b"GIF89a....", png(np.zeros((64, 64), np.uint8))), 415, "not a PNG, JPEG or GeoTIFF"),
+])
+def test_samples_refuse_bad_masks_and_images(client, settings, make, status, words):
+    image, mask = make()
+    r = _sample(client, image, mask)
+    assert r.status_code == status, r.text
+    assert words in detail(r)
+    assert client.get("/v1/samples").json()["samples"] == []
+    assert not any((settings.data_dir / "samples" / "masks").iterdir())
+
+
+def test_unknown_ids_are_404(client):
+    assert client.get("/v1/jobs/j_nope").status_code == 404
+    assert client.get("/v1/jobs/j_nope/files/overlay.png").status_code == 404
+    assert client.delete("/v1/samples/s_nope").status_code == 404
+    r = client.post("/v1/models/m_nope/activate")
+    assert r.status_code == 404 and "m_nope" in detail(r)
+    r = _sample(client, None, png(np.zeros((64, 64), np.uint8)), {"job_id": "j_nope"})
+    assert r.status_code == 404
+
+
+def test_train_needs_samples_and_valid_options(client):
+    r = client.post("/v1/train")
+    assert r.status_code == 409 and "no samples" in detail(r)
+    r = client.post("/v1/train", json={"epochs": 0})
+    assert r.status_code == 422 and "epochs" in detail(r)
+    r = client.post("/v1/train", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+
+def test_page_and_static_are_served(client):
+    from api.app import STATIC
+
+    page = client.get("/")
+    if (STATIC / "index.html").is_file():
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    else:
+        assert page.status_code == 404 and "not installed" in detail(page)
+    assert client.get("/static/does-not-exist.js").status_code == 404
+    assert client.get("/static/../api/settings.py").status_code == 404
+
+
+def test_streamed_body_over_the_limit_is_413(client):
+    """No Content-Length (chunked upload): the limit is enforced while the body streams in."""
+    boundary = "b0undary"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n").encode()
+
+    def chunks():
+        yield head
+        for _ in range(40):
+            yield b"\0" * 100_000  # 4 MB > the 3 MB limit
+
+    r = client.post("/v1/interpret", content=chunks(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 413 and "upload limit" in detail(r)
+
+
+def test_token_guards_changes_but_not_reads(tmp_path, tiny_checkpoint):
+    settings = Settings.from_env(data_dir=tmp_path, initial_checkpoint=tiny_checkpoint, worker=False, token="s3cret")
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/v1/health").status_code == 200
+        assert c.post("/v1/train").status_code == 401
+        assert c.post("/v1/train", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.delete("/v1/samples/s_x").status_code == 401
+        assert c.post("/v1/train", headers={"Authorization": "Bearer s3cret"}).status_code == 409  # authorised; no samples
+        assert "access-control-allow-origin" not in c.get("/v1/health", headers={"Origin": "http://elsewhere"}).headers
+
+
+def test_cors_only_when_configured(tmp_path, tiny_checkpoint):
+    settings = Settings.from_env(data_dir=tmp_path, initial_checkpoint=tiny_checkpoint, worker=False,
+                                 cors_origins=("http://maps.example",))
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/v1/health", headers={"Origin": "http://maps.example"})
+        assert r.headers["access-control-allow-origin"] == "http://maps.example"
+        assert "access-control-allow-origin" not in c.get("/v1/health", headers={"Origin": "http://other"}).headers
+
+
+def test_serve_refuses_bad_setup_in_one_line(tmp_path, cli):
+    (tmp_path / "file").write_text("x")
+    code, _, err = cli(["serve", "--data-dir", tmp_path / "file"])
+    assert code == 2 and "is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_one_server_per_data_dir(tmp_path, tiny_checkpoint):
+    from api.app import hold_data_dir
+    from models.errors import LandsentryError
+
+    held = hold_data_dir(tmp_path)
+    try:
+        with pytest.raises(LandsentryError, match="another landsentry server"):
+            hold_data_dir(tmp_path)
+    finally:
+        held.close()
+    hold_data_dir(tmp_path).close()  # free again once the first lets go
