@@ -82,6 +82,7 @@ def test_health_and_classes(client):
     health = client.get("/v1/health").json()
     assert health["status"] == "ok" and health["model"]["active"] and health["worker"] == "running"
     assert health["model"]["parent"] is None
+    assert health["backend"] == "onnx"  # the service runs the fastest installed path (ONNX Runtime here)
     classes = client.get("/v1/classes").json()
     assert [c["name"] for c in classes["classes"]][:3] == ["background", "building", "road"]
     assert classes["ignore_index"] == 255 and classes["kinds"] == ["building", "road", "earthwork"]

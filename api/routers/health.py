@@ -21,7 +21,7 @@ def health(request: Request, store: Store = Depends(get_store), holder: ModelHol
     loaded = holder.current()
     worker = request.app.state.worker
     return {"status": "ok", "model": public_model(loaded.model, store.active_model_id()), "device": str(loaded.predictor.device),
-            "backend": "pytorch eager", "worker": "running" if worker is not None and worker.poll() is None else "stopped",
+            "backend": loaded.predictor.backend, "worker": "running" if worker is not None and worker.poll() is None else "stopped",
             "jobs": store.count_jobs()}
 
 
