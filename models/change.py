@@ -218,26 +218,15 @@ def drop_small_regions(codes: np.ndarray, min_pixels: dict[int, float]) -> np.nd
     The file path applies the same rule on polygons (`models.change_interpret.change_regions`);
     this one serves evaluation on small arrays.
     """
-    from rasterio import features
+    from models.polygons import label_components
 
     out = codes.copy()
     for code, limit in min_pixels.items():
         mask = codes == code
         if not mask.any() or limit <= 1:
             continue
-        small = [geom for geom, _ in features.shapes(mask.astype(np.uint8), mask=mask, connectivity=4)
-                 if _ring_area(geom) < limit]
-        if small:
-            burn = features.rasterize(small, out_shape=codes.shape, fill=0, default_value=1).astype(bool)
-            out[burn & mask] = NONE
+        labels, counts = label_components(mask)
+        small = counts < limit
+        small[0] = False
+        out[small[labels]] = NONE
     return out
-
-
-def _ring_area(geom: dict) -> float:
-    """Area of a GeoJSON polygon (exterior minus holes) in pixel units, by the shoelace formula."""
-    def ring(coords) -> float:
-        xy = np.asarray(coords, np.float64)
-        return abs(float(np.dot(xy[:-1, 0], xy[1:, 1]) - np.dot(xy[1:, 0], xy[:-1, 1]))) / 2
-
-    rings = geom["coordinates"]
-    return ring(rings[0]) - sum(ring(r) for r in rings[1:])

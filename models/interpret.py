@@ -162,17 +162,15 @@ def interpret(
 
 def find_regions(class_path: Path, conf_path: Path, min_area: dict[str, float], metric: bool) -> list[Region]:
     """Building, road and earthwork regions above their minimum areas, each tagged with its kind."""
-    regions: list[Region] = []
-    for class_name, kind in KINDS.items():
-        found = vectorize(
-            class_path, [CLASS_ID[class_name]], min_area_m2=min_area[kind] if metric else 0.0,
-            metric_pixels=metric, confidence_path=conf_path,
-        )
-        if not metric:
-            found = [r for r in found if r.geometry.area >= MIN_AREA_PX]
-        for r in found:
-            r.properties["kind"] = kind
-        regions.extend(found)
+    ids = {CLASS_ID[name]: kind for name, kind in KINDS.items()}
+    regions = vectorize(
+        class_path, list(ids), min_area_m2={cid: min_area[kind] if metric else 0.0 for cid, kind in ids.items()},
+        metric_pixels=metric, confidence_path=conf_path, min_pixels=0 if metric else MIN_AREA_PX,
+    )
+    for r in regions:
+        r.properties["kind"] = ids[r.class_id]
+    order = list(ids)  # kinds in KINDS order, largest first within a kind
+    regions.sort(key=lambda r: order.index(r.class_id))
     return regions
 
 

@@ -1,23 +1,28 @@
 """Class raster -> polygons with areas in m², block by block so large scenes stay in bounded memory.
 
-Each block is vectorised on its own; polygons that touch an inner block edge are held back and
-merged across blocks at the end, so a building cut by a block boundary comes out whole.
+Each block is read once and vectorised on its own; components are labelled first and those too
+small to matter never become polygons (most of a scene's regions are specks). Polygons that touch an inner block edge are held back
+and merged across blocks at the end, so a building cut by a block boundary comes out whole.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
+import shapely
 from rasterio import features
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 from rasterio.windows import Window
+from scipy import ndimage
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
+from shapely.strtree import STRtree
 
 from models.classes import CLASS_NAMES
 
@@ -49,88 +54,185 @@ def area_m2(geometry: BaseGeometry, crs: CRS | None, metric_pixels: bool) -> flo
     return float(geometry.area) * factor * factor
 
 
-def _block_regions(classes: np.ndarray, class_ids: list[int], transform) -> list[tuple[int, BaseGeometry]]:
-    """(class id, polygon) for every 4-connected region of the given classes in one block."""
-    out = []
+def min_pixels_for(min_area_m2: float, crs: CRS | None, transform, metric_pixels: bool, bounds: tuple[float, float, float, float] | None = None) -> int:
+    """The fewest pixels a region must have to reach `min_area_m2` (0: no pixel-count bound is known).
+
+    A region of n pixels covers exactly n pixel areas, so components with fewer pixels than this
+    can be dropped before they are ever turned into polygons. For geographic CRSs the largest
+    ground size of a pixel over `bounds` is used, so the bound never drops a large-enough region.
+    """
+    if min_area_m2 <= 0:
+        return 0
+    pixel_deg2 = abs(transform.a * transform.e - transform.b * transform.d)
+    if crs is None:
+        return math.ceil(min_area_m2 / pixel_deg2) if metric_pixels else 0
+    if crs.is_geographic:
+        if bounds is None:
+            return 0
+        lat = min(abs(bounds[1]), abs(bounds[3])) if bounds[1] * bounds[3] > 0 else 0.0  # nearest the equator
+        metres_per_degree = 111_320.0 * 1.01  # a 1 % margin over the sphere's largest value
+        largest = pixel_deg2 * metres_per_degree**2 * math.cos(math.radians(lat))
+        return math.floor(min_area_m2 / largest)
+    _, factor = crs.linear_units_factor
+    return math.ceil(min_area_m2 / (pixel_deg2 * factor * factor) - 1e-9)
+
+
+FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """4-connected components of a boolean mask: int32 labels (0 outside) and pixel counts per label.
+
+    4-connectivity, as GDAL's polygonize uses it here: one component is exactly one polygon.
+    """
+    labels, n = ndimage.label(mask, structure=FOUR_CONNECTED)
+    return labels.astype(np.int32, copy=False), np.bincount(labels.ravel(), minlength=n + 1)
+
+
+@dataclass
+class _Piece:
+    """A region of one block with its confidence sum and pixel count (for means after merging)."""
+
+    class_id: int
+    geometry: BaseGeometry
+    conf_sum: float = 0.0
+    pixels: int = 0
+
+
+def _edge_labels(labels: np.ndarray, inner: dict[str, bool]) -> np.ndarray:
+    """Labels of the components on the block's sides that face another block (they may continue there)."""
+    sides = {"top": labels[0], "bottom": labels[-1], "left": labels[:, 0], "right": labels[:, -1]}
+    found = np.unique(np.concatenate([sides[k] for k in inner])) if inner else np.zeros(0, np.int32)
+    return found[found > 0]
+
+
+def _block_pieces(classes: np.ndarray, conf: np.ndarray | None, class_ids: list[int], min_pixels: dict[int, int],
+                  inner: dict[str, bool], transform) -> tuple[list[_Piece], list[_Piece]]:
+    """(finished, continuing) regions of the given classes in one block.
+
+    Components are labelled first, so the many too small to reach their minimum are dropped before
+    they become polygons, and each polygon's pixel count and confidence sum come from its label.
+    Continuing ones touch a side facing another block and are kept whatever their size here.
+    """
+    finished: list[_Piece] = []
+    continuing: list[_Piece] = []
     for cid in class_ids:
         mask = classes == cid
-        if mask.any():
-            for geom, _ in features.shapes(mask.astype(np.uint8), mask=mask, connectivity=4, transform=transform):
-                out.append((cid, shape(geom)))
-    return out
+        if not mask.any():
+            continue
+        labels, counts = label_components(mask)
+        keep = counts >= max(1, min_pixels.get(cid, 0))
+        keep[0] = False
+        edge = np.zeros_like(keep)
+        edge[_edge_labels(labels, inner)] = True
+        keep |= edge
+        if not keep.any():
+            continue
+        sums = np.bincount(labels.ravel(), weights=conf.ravel(), minlength=len(counts)) if conf is not None else np.zeros(len(counts))
+        for geom, value in features.shapes(labels, mask=keep[labels], connectivity=4, transform=transform):
+            label = int(value)
+            piece = _Piece(cid, shape(geom), float(sums[label]), int(counts[label]))
+            (continuing if edge[label] else finished).append(piece)
+    return finished, continuing
+
+
+def _merge(pending: list[_Piece]) -> list[_Piece]:
+    """Union the block pieces that touch inner block edges, per class; sums and counts follow their pieces."""
+    merged: list[_Piece] = []
+    for cid in sorted({p.class_id for p in pending}):
+        pieces = [p for p in pending if p.class_id == cid]
+        union = unary_union([p.geometry for p in pieces])
+        parts = [g for g in getattr(union, "geoms", [union]) if g.geom_type == "Polygon"]
+        wholes = [_Piece(cid, g) for g in parts]
+        tree = STRtree(parts)
+        points = [p.geometry.representative_point() for p in pieces]
+        for piece_index, part_index in zip(*tree.query(points, predicate="intersects")):
+            wholes[part_index].conf_sum += pieces[piece_index].conf_sum
+            wholes[part_index].pixels += pieces[piece_index].pixels
+        merged.extend(wholes)
+    return merged
 
 
 def vectorize(
     class_path: Path,
     class_ids: list[int],
-    min_area_m2: float,
+    min_area_m2: float | Mapping[int, float],
     simplify_px: float = 1.0,
     metric_pixels: bool = True,
     block: int = 2048,
     confidence_path: Path | None = None,
+    min_pixels: int = 0,
 ) -> list[Region]:
-    """Polygons of the given classes from a class GeoTIFF, merged across blocks, filtered and simplified."""
-    finished: list[Region] = []
-    pending: dict[int, list[BaseGeometry]] = {cid: [] for cid in class_ids}
-    with rasterio.open(class_path) as ds:
-        crs, H, W = ds.crs, ds.height, ds.width
-        pixel = math.sqrt(abs(ds.transform.a * ds.transform.e - ds.transform.b * ds.transform.d))
-        for row in range(0, H, block):
-            for col in range(0, W, block):
-                win = Window(col, row, min(block, W - col), min(block, H - row))
-                classes = ds.read(1, window=win)
-                wt = ds.window_transform(win)
-                frame = _frame(win, wt)
-                inner = _inner_edges(win, W, H)
-                for cid, poly in _block_regions(classes, class_ids, wt):
-                    if inner and _touches_edges(poly, frame, inner, pixel):
-                        pending[cid].append(poly)
-                    else:
-                        finished.append(Region(cid, poly))
-        for cid, polys in pending.items():
-            if polys:
-                merged = unary_union(polys)
-                parts = list(getattr(merged, "geoms", [merged]))
-                finished.extend(Region(cid, p) for p in parts if p.geom_type == "Polygon")
-        regions = []
-        for region in finished:
-            region.area_m2 = area_m2(region.geometry, crs, metric_pixels)
-            if region.area_m2 is not None and region.area_m2 < min_area_m2:
-                continue
-            if simplify_px > 0:
-                simple = region.geometry.simplify(simplify_px * pixel, preserve_topology=True)
-                # small and thin regions collapse under simplification (a 5-pixel L becomes 1 pixel):
-                # keep those pixel-exact, so the polygon covers its pixels and matches area_m2
-                if abs(simple.area - region.geometry.area) <= 0.005 * region.geometry.area:
-                    region.geometry = simple
-            regions.append(region)
-    if confidence_path is not None:
-        add_mean_confidence(regions, class_path, confidence_path)
+    """Polygons of the given classes from a class GeoTIFF, merged across blocks, filtered and simplified.
+
+    `min_area_m2` is one minimum for all classes or one per class id; `min_pixels` drops regions
+    of fewer pixels whatever the units (for rasters without ground units). Each block is read once
+    for all classes; components too small to reach their minimum are dropped before they
+    become polygons. With `confidence_path`, each region's mean confidence (0..1) over its pixels.
+    """
+    minimum = {cid: float(min_area_m2[cid] if isinstance(min_area_m2, Mapping) else min_area_m2) for cid in class_ids}
+    finished: list[_Piece] = []
+    pending: list[_Piece] = []
+    conf_ds = rasterio.open(confidence_path) if confidence_path is not None else None
+    try:
+        with rasterio.open(class_path) as ds:
+            crs, H, W = ds.crs, ds.height, ds.width
+            pixel = math.sqrt(abs(ds.transform.a * ds.transform.e - ds.transform.b * ds.transform.d))
+            bounds = tuple(ds.bounds)
+            fewest = {cid: max(min_pixels, min_pixels_for(minimum[cid], crs, ds.transform, metric_pixels, bounds)) for cid in class_ids}
+            for row in range(0, H, block):
+                for col in range(0, W, block):
+                    win = Window(col, row, min(block, W - col), min(block, H - row))
+                    classes = ds.read(1, window=win)
+                    conf = conf_ds.read(1, window=win) if conf_ds is not None else None
+                    done, continuing = _block_pieces(classes, conf, class_ids, fewest, _inner_edges(win, W, H), ds.window_transform(win))
+                    finished += done
+                    pending += continuing
+    finally:
+        if conf_ds is not None:
+            conf_ds.close()
+    finished.extend(_merge(pending))
+    regions = []
+    for piece in finished:
+        if piece.pixels < min_pixels:
+            continue
+        region = Region(piece.class_id, piece.geometry, area_m2(piece.geometry, crs, metric_pixels))
+        if region.area_m2 is not None and region.area_m2 < minimum[piece.class_id]:
+            continue
+        if confidence_path is not None and piece.pixels:
+            region.confidence = round(piece.conf_sum / piece.pixels / 100.0, 3)
+        regions.append(region)
+    if simplify_px > 0:
+        simplify(regions, simplify_px * pixel)
     regions.sort(key=lambda r: -(r.area_m2 or r.geometry.area))
     return regions
 
 
-def _frame(win: Window, transform) -> dict[str, float]:
-    """The coordinate of each side of the block: x for left/right, y for top/bottom."""
-    left, top = transform * (0, 0)
-    right, bottom = transform * (win.width, win.height)
-    return {"left": left, "right": right, "top": top, "bottom": bottom}
+def simplify(regions: list[Region], tolerance: float) -> None:
+    """Simplify outlines in place (one call for all), except where that would change a region's area.
+
+    Small and thin regions collapse under simplification (a 5-pixel L becomes 1 pixel): those stay
+    pixel-exact, so the polygon covers its pixels and matches area_m2.
+    """
+    if not regions:
+        return
+    exact = np.array([r.geometry for r in regions], dtype=object)
+    # Douglas-Peucker is ~10x faster than the topology-preserving variant on pixel outlines; the
+    # rare outline it makes invalid is simplified again with topology preserved
+    simple = shapely.simplify(exact, tolerance, preserve_topology=False)
+    broken = ~shapely.is_valid(simple) | shapely.is_empty(simple)
+    if broken.any():
+        simple[broken] = shapely.simplify(exact[broken], tolerance, preserve_topology=True)
+    before, after = shapely.area(exact), shapely.area(simple)
+    for region, geom, a, b in zip(regions, simple, before, after):
+        if abs(b - a) <= 0.005 * a:
+            region.geometry = geom
 
 
 def _inner_edges(win: Window, W: int, H: int) -> dict[str, bool]:
     """Which sides of the block face another block (only those need merging)."""
     edges = {"left": win.col_off > 0, "right": win.col_off + win.width < W, "top": win.row_off > 0, "bottom": win.row_off + win.height < H}
     return {k: v for k, v in edges.items() if v}
-
-
-def _touches_edges(poly: BaseGeometry, frame: dict[str, float], inner: dict[str, bool], pixel: float) -> bool:
-    minx, miny, maxx, maxy = poly.bounds
-    eps = pixel * 0.01
-    # 'top' of the block is the max y in a north-up CRS but the min y on a plain pixel grid (PNG
-    # without --gsd): the polygon lies inside the block, so it reaches a side when either of its
-    # extremes along that axis is on it
-    extremes = {"left": (minx, maxx), "right": (minx, maxx), "top": (miny, maxy), "bottom": (miny, maxy)}
-    return any(min(abs(v - frame[k]) for v in extremes[k]) <= eps for k in inner)
 
 
 def add_mean_confidence(regions: list[Region], class_path: Path, confidence_path: Path) -> None:
