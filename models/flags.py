@@ -25,11 +25,10 @@ import numpy as np
 import rasterio
 from rasterio import features
 from rasterio.crs import CRS
-from rasterio.warp import transform_geom
-from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from models.classes import CLASS_ID, CLASS_NAMES
+from models.geojson import write_features
 from models.permits import Permits
 from models.polygons import Region
 
@@ -153,23 +152,18 @@ def make_flags(
     return out
 
 
-def flag_features(flags: list[Flag], crs: CRS | None, to_crs: CRS | None = None) -> list[dict]:
-    """GeoJSON features (ids from 1), reprojected to `to_crs` when given (one batched transformation)."""
-    feats = [{"type": "Feature", "id": i + 1, "properties": f.properties(i + 1), "geometry": mapping(f.geometry)} for i, f in enumerate(flags)]
-    if feats and to_crs is not None and crs is not None and to_crs != crs:
-        for feat, geom in zip(feats, transform_geom(crs, to_crs, [f["geometry"] for f in feats])):
-            feat["geometry"] = geom
-    return feats
+def flag_items(flags: list[Flag]) -> list[tuple[dict, BaseGeometry]]:
+    """(GeoJSON properties, geometry) per flag, ids from 1, for `models.geojson.write_features`."""
+    return [(f.properties(i + 1), f.geometry) for i, f in enumerate(flags)]
 
 
 def write_flag_files(workdir: Path, flags: list[Flag], crs: CRS | None, kinds: tuple[str, ...], wgs84: bool = False) -> list[dict]:
     """flags.geojson (source CRS, named in a `crs` member), flags.wgs84.geojson (with `wgs84` and a CRS)
     and summary.csv into `workdir`; returns the summary rows."""
-    from models.interpret import geojson_collection, write_json  # interpret imports this module lazily
-
-    write_json(workdir / "flags.geojson", geojson_collection(flag_features(flags, crs), crs))
+    items = flag_items(flags)
+    write_features(workdir / "flags.geojson", items, crs)
     if wgs84 and crs is not None:
-        write_json(workdir / "flags.wgs84.geojson", geojson_collection(flag_features(flags, crs, to_crs=CRS.from_epsg(4326)), None))
+        write_features(workdir / "flags.wgs84.geojson", items, crs, to_crs=CRS.from_epsg(4326))
     rows = summary_rows(flags, kinds)
     write_summary_csv(workdir / "summary.csv", rows)
     return rows

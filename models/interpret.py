@@ -16,11 +16,11 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.warp import transform_geom
 from rasterio.windows import Window
 
 from models.classes import CLASS_ID, CLASS_NAMES, IGNORE_INDEX
-from models.polygons import Region, to_feature, vectorize
+from models.geojson import write_features
+from models.polygons import Region, region_properties, vectorize
 from models.predictor import Predictor, ProgressFn, classes_and_confidence
 from models.raster import RasterInfo, RasterSource
 from models.render import class_legend, colorize, side_by_side
@@ -77,27 +77,8 @@ def _palette_rows() -> list[tuple[int, int, int]]:
     return [tuple(int(v) for v in row) for row in palette()[: len(CLASS_NAMES)]]
 
 
-def geojson_collection(features: list[dict], crs: CRS | None, **extra: object) -> dict:
-    """A FeatureCollection; a named CRS member says which CRS the coordinates are in (GDAL and QGIS read it)."""
-    collection: dict = {"type": "FeatureCollection", **extra, "features": features}
-    if crs is not None:
-        epsg = crs.to_epsg()
-        name = f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else crs.to_wkt()
-        collection["crs"] = {"type": "name", "properties": {"name": name}}
-    return collection
-
-
 def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=1))
-
-
-def region_features(regions: list[Region], info: RasterInfo, to_crs: CRS | None = None) -> list[dict]:
-    features = [to_feature(r, i + 1) for i, r in enumerate(regions)]
-    if features and to_crs is not None and info.crs is not None and to_crs != info.crs:
-        # one call for all polygons: a transformation per polygon costs ~2 ms each (NAD83 -> WGS84)
-        for feature, geom in zip(features, transform_geom(info.crs, to_crs, [f["geometry"] for f in features])):
-            feature["geometry"] = geom
-    return features
 
 
 def overlay_image(source: RasterSource, class_path: Path, regions_present: bool = True) -> "Image.Image":
@@ -140,11 +121,10 @@ def interpret(
             class_path, conf_path = write_rasters(source, predictor, workdir, progress)
             metric = info.crs is not None or gsd is not None
             regions = find_regions(class_path, conf_path, min_area, metric)
-            features = region_features(regions, info)
-            write_json(workdir / "regions.geojson", geojson_collection(features, info.crs))
+            items = [(region_properties(r, i + 1), r.geometry) for i, r in enumerate(regions)]
+            write_features(workdir / "regions.geojson", items, info.crs)
             if wgs84 and info.crs is not None:
-                wgs = region_features(regions, info, to_crs=CRS.from_epsg(4326))
-                write_json(workdir / "regions.wgs84.geojson", geojson_collection(wgs, None))
+                write_features(workdir / "regions.wgs84.geojson", items, info.crs, to_crs=CRS.from_epsg(4326))
             overlay_image(source, class_path).save(workdir / "overlay.png")
         summary = summarize(regions, info, class_path)
         from models.flags import single_date_flags  # flags imports this module

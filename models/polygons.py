@@ -251,16 +251,12 @@ def add_mean_confidence(regions: list[Region], class_path: Path, confidence_path
                 region.confidence = round(float(conf[sel].mean()) / 100.0, 3)
 
 
-def to_feature(region: Region, index: int, to_crs: CRS | None = None, from_crs: CRS | None = None) -> dict:
-    """A GeoJSON feature; reprojected when `to_crs` is given."""
-    geom = mapping(region.geometry)
-    if to_crs is not None and from_crs is not None and to_crs != from_crs:
-        geom = transform_geom(from_crs, to_crs, geom)
-    props = {
+def region_properties(region: Region, index: int) -> dict:
+    """A region's GeoJSON properties (its geometry is written by `models.geojson`)."""
+    return {
         "id": index,
         "class": CLASS_NAMES[region.class_id],
         "area_m2": None if region.area_m2 is None else round(region.area_m2, 1),
         "confidence": region.confidence,
         **region.properties,
     }
-    return {"type": "Feature", "id": index, "properties": props, "geometry": geom}

@@ -9,10 +9,10 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from shapely.geometry import box
+from shapely.geometry import box, shape
 
 from models.classes import CLASS_ID
-from models.flags import CSV_COLUMNS, FlagRules, flag_features, make_flags, summary_rows, write_flag_files
+from models.flags import CSV_COLUMNS, FlagRules, flag_items, make_flags, summary_rows, write_flag_files
 from models.permits import load_permits
 from models.polygons import Region
 
@@ -102,19 +102,25 @@ def test_single_date_flags_have_no_before_class(tmp_path):
     assert [(f.before_class, f.suspected_illegal) for f in flags] == [(None, False), (None, True), (None, False), (None, True)]
 
 
-def test_feature_schema_and_wgs84(before_classes):
+def test_feature_schema_and_wgs84(before_classes, tmp_path):
     flags = make_flags(regions(), FlagRules(), before_classes=before_classes)
-    feats = flag_features(flags, UTM)
+    write_flag_files(tmp_path, flags, UTM, ("new_building", "new_road", "new_earthwork"), wgs84=True)
+    collection = json.loads((tmp_path / "flags.geojson").read_text())
+    assert collection["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::26914"
+    feats = collection["features"]
     assert [f["id"] for f in feats] == [1, 2, 3, 4, 5]
-    for f in feats:
+    for f, flag in zip(feats, flags):
         assert set(f["properties"]) == {"id", "kind", "suspected_illegal", "reason", "area_m2", "confidence", "before_class"}
         assert f["geometry"]["type"] == "Polygon"
+        assert shape(f["geometry"]).equals(flag.geometry)
     assert feats[0]["properties"] == {"id": 1, "kind": "new_building", "suspected_illegal": True, "reason": flags[0].reason,
                                       "area_m2": 400.0, "confidence": 0.8, "before_class": "vegetation"}
-    wgs = flag_features(flags, UTM, to_crs=CRS.from_epsg(4326))
-    lon, lat = wgs[0]["geometry"]["coordinates"][0][0]
+    wgs = json.loads((tmp_path / "flags.wgs84.geojson").read_text())
+    assert "crs" not in wgs  # RFC 7946: WGS84 lon/lat, no crs member
+    lon, lat = wgs["features"][0]["geometry"]["coordinates"][0][0]
     assert -99.3 < lon < -99.1 and 46.9 < lat < 47.1
-    assert wgs[0]["properties"] == feats[0]["properties"]
+    assert wgs["features"][0]["properties"] == feats[0]["properties"]
+    assert flag_items(flags)[0] == (feats[0]["properties"], flags[0].geometry)
 
 
 def test_summary_csv(before_classes, tmp_path):
