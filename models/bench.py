@@ -164,6 +164,10 @@ class _Instrument:
             module = single_mod
         for name, stage in steps.items():
             self.stack.enter_context(_patched(module, name, c.wrap(stage, getattr(module, name))))
+        import models.flags as flags_mod
+
+        for owner in (single_mod, flags_mod):  # GeoJSON files (regions, flags; WGS84 copies)
+            self.stack.enter_context(_patched(owner, "write_features", c.wrap("vectors", owner.write_features)))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -183,6 +187,7 @@ def stage_table(clock: Clock, total: float, load: float) -> dict[str, float]:
         "stitch": max(0.0, tiles - read - model - change),
         "write_rasters": max(0.0, rasters - tiles),
         "polygonize": s.get("polygonize", 0.0),
+        "write_vectors": s.get("vectors", 0.0),
         "overlay": s.get("overlay", 0.0),
     }
     stages["other"] = max(0.0, total - sum(v for k, v in stages.items() if k != "load_model"))

@@ -56,9 +56,10 @@ def raster_profile(info: RasterInfo, dtype: str, nodata: int | None) -> dict:
     return profile
 
 
-def write_rasters(source: RasterSource, predictor: Predictor, workdir: Path, progress: ProgressFn | None) -> tuple[Path, Path]:
-    """Stream the predictor's strips into classes.tif and confidence.tif."""
+def write_rasters(source: RasterSource, predictor: Predictor, workdir: Path, progress: ProgressFn | None) -> tuple[Path, Path, np.ndarray]:
+    """Stream the predictor's strips into classes.tif and confidence.tif; pixel counts per class value (0..255)."""
     class_path, conf_path = workdir / "classes.tif", workdir / "confidence.tif"
+    counts = np.zeros(256, np.int64)
     info = source.info
     with rasterio.open(class_path, "w", **raster_profile(info, "uint8", IGNORE_INDEX)) as cls_ds, \
             rasterio.open(conf_path, "w", **raster_profile(info, "uint8", None)) as conf_ds:
@@ -68,7 +69,8 @@ def write_rasters(source: RasterSource, predictor: Predictor, workdir: Path, pro
             window = Window(0, strip.row0, info.width, classes.shape[0])
             cls_ds.write(classes, 1, window=window)
             conf_ds.write(confidence, 1, window=window)
-    return class_path, conf_path
+            counts += np.bincount(classes.ravel(), minlength=256)
+    return class_path, conf_path, counts
 
 
 def _palette_rows() -> list[tuple[int, int, int]]:
@@ -118,7 +120,7 @@ def interpret(
     try:
         with RasterSource(image, channels=predictor.checkpoint.in_channels, bands=bands, gsd=gsd) as source:
             info = source.info
-            class_path, conf_path = write_rasters(source, predictor, workdir, progress)
+            class_path, conf_path, counts = write_rasters(source, predictor, workdir, progress)
             metric = info.crs is not None or gsd is not None
             regions = find_regions(class_path, conf_path, min_area, metric)
             items = [(region_properties(r, i + 1), r.geometry) for i, r in enumerate(regions)]
@@ -126,7 +128,7 @@ def interpret(
             if wgs84 and info.crs is not None:
                 write_features(workdir / "regions.wgs84.geojson", items, info.crs, to_crs=CRS.from_epsg(4326))
             overlay_image(source, class_path).save(workdir / "overlay.png")
-        summary = summarize(regions, info, class_path)
+        summary = summarize(regions, info, counts)
         from models.flags import single_date_flags  # flags imports this module
 
         summary["flags"] = single_date_flags(workdir, regions, info.crs, permits, rules, wgs84)
@@ -154,17 +156,13 @@ def find_regions(class_path: Path, conf_path: Path, min_area: dict[str, float], 
     return regions
 
 
-def summarize(regions: list[Region], info: RasterInfo, class_path: Path) -> dict:
-    """Counts and areas per kind, and class shares of the valid pixels."""
+def summarize(regions: list[Region], info: RasterInfo, counts: np.ndarray) -> dict:
+    """Counts and areas per kind, and class shares of the valid pixels (`counts`: pixels per class value)."""
     kinds: dict[str, dict] = {}
     for r in regions:
         k = kinds.setdefault(r.properties["kind"], {"count": 0, "area_m2": 0.0})
         k["count"] += 1
         k["area_m2"] += r.area_m2 or 0.0
-    counts = np.zeros(256, np.int64)
-    with rasterio.open(class_path) as ds:
-        for _, window in ds.block_windows(1):
-            counts += np.bincount(ds.read(1, window=window).ravel(), minlength=256)
     valid = counts[: len(CLASS_NAMES)].sum()
     shares = {name: round(float(counts[i]) / valid, 4) if valid else 0.0 for i, name in enumerate(CLASS_NAMES)}
     return {

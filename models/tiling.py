@@ -85,12 +85,13 @@ class StripStitcher:
             return None
         probs = self._acc[:, :n] / np.maximum(self._wsum[:n], 1e-12)
         strip = Strip(self._base, probs, self._valid[:n].copy())
-        # shift the unfinished rows up and clear the freed space
-        self._acc = np.roll(self._acc, -n, axis=1)
-        self._acc[:, -n:] = 0
-        self._wsum = np.roll(self._wsum, -n, axis=0)
-        self._wsum[-n:] = 0
-        self._valid = np.roll(self._valid, -n, axis=0)
-        self._valid[-n:] = True
+        # move the unfinished rows (the overlap, not the whole buffer) up and clear the freed space
+        rest = self.tile_h - n
+        self._acc[:, :rest] = self._acc[:, n:]
+        self._acc[:, rest:] = 0
+        self._wsum[:rest] = self._wsum[n:]
+        self._wsum[rest:] = 0
+        self._valid[:rest] = self._valid[n:]
+        self._valid[rest:] = True
         self._base = end
         return strip
