@@ -7,10 +7,10 @@ import torch
 from models.network import ARCHITECTURES, DEFAULT_DECODER_CHANNELS, build_model, count_flops
 
 
-@pytest.fixture(scope="module")
-def tiny():
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def tiny(request):
     torch.manual_seed(0)
-    return build_model("unet_lite0", 3, 6, decoder_channels=(16, 16, 16, 16)).eval()
+    return build_model(request.param, 3, 6, decoder_channels=(16, 16, 16, 16)).eval()
 
 
 @pytest.mark.parametrize("size", [(96, 160), (100, 150), (33, 47), (64, 64)])
@@ -23,6 +23,7 @@ def test_output_matches_input_size(tiny, size):
 
 def test_default_model_at_512():
     model = build_model().eval()
+    assert type(model.decoder.blocks[0]).__name__ == "LightDecoderBlock"
     with torch.no_grad():
         out = model(torch.rand(1, 3, 512, 512))
     assert out.shape == (1, 6, 512, 512)
@@ -40,9 +41,11 @@ def test_band_and_class_counts(bands, classes):
 def test_size_budget():
     model = build_model()
     params = sum(p.numel() for p in model.parameters())
-    assert 3_000_000 < params < 5_000_000, params  # Lite0 encoder alone is ~3.4M
+    assert 3_000_000 < params < 5_000_000, params  # Lite0 encoder alone is ~2.9M
     flops = count_flops(model, 3, 512)
-    assert 2e9 < flops <= 10e9, flops
+    assert 3.8e9 < flops <= 5e9, flops  # the encoder is 3.8 GFLOPs; the light decoder adds about 0.4
+    unet = build_model("unet_lite0")
+    assert count_flops(unet, 3, 512) > 1.8 * flops, "the classic UNet decoder costs about twice as much"
     assert model.training, "count_flops must restore the training flag"
     tiny = build_model(decoder_channels=(16, 16, 16, 16))
     assert count_flops(tiny, 3, 512) < flops, "a smaller decoder must cost fewer FLOPs"
@@ -50,6 +53,6 @@ def test_size_budget():
 
 
 def test_unknown_architecture_raises():
-    assert ARCHITECTURES == ("unet_lite0",)
+    assert ARCHITECTURES == ("lightunet_lite0", "unet_lite0")
     with pytest.raises(ValueError, match="unknown architecture 'resnet50'.*unet_lite0"):
         build_model("resnet50")

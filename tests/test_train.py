@@ -99,9 +99,24 @@ def test_fine_tune_records_parent_and_mixes_replay(tmp_path, dubai, val_folder):
     assert ckpt.metadata["parent"]["path"] == str(parent / "last.pt")
     assert ckpt.metadata["data"]["replay_share"] == 0.5
     assert any(s.startswith("dubai/") for s in ckpt.metadata["data"]["replay_sources"])
+    assert ckpt.arch["name"] == "lightunet_lite0"
     parent_weights = load_checkpoint(parent / "last.pt").state_dict
     changed = [k for k, v in ckpt.state_dict.items() if v.is_floating_point() and not torch.equal(v, parent_weights[k])]
     assert changed, "fine-tuning did not change the weights"
+
+
+def test_fine_tune_keeps_the_parents_architecture(tmp_path, val_folder):
+    """--init-from without --arch/--decoder-channels takes the parent's (a UNet parent stays a UNet)."""
+    parent = tmp_path / "parent"
+    assert train(["--data", f"folder:{val_folder}", "--epochs", "1", "--out", str(parent), "--no-pretrained",
+                  "--arch", "unet_lite0", *TINY]) == 0
+    child = tmp_path / "child"
+    no_arch = TINY[5:]  # TINY without --decoder-channels 16 16 16 16
+    assert TINY[:5] == ["--decoder-channels", "16", "16", "16", "16"]
+    assert train(["--init-from", str(parent / "last.pt"), "--data", f"folder:{val_folder}", "--epochs", "1",
+                  "--out", str(child), *no_arch]) == 0
+    ckpt = load_checkpoint(child / "last.pt")
+    assert ckpt.arch == {"name": "unet_lite0", "in_channels": 3, "num_classes": 6, "decoder_channels": [16, 16, 16, 16]}
 
 
 def test_resume_from_other_architecture_is_refused(tmp_path, val_folder, capsys):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.errors import InputError
+from models.network import DEFAULT_ARCHITECTURE
 
 
 @dataclass
@@ -26,7 +27,7 @@ class TrainConfig:
     replay_share: float = 0.3
     out: str = "runs/train"
     # model
-    arch: str = "unet_lite0"
+    arch: str = DEFAULT_ARCHITECTURE  # lightunet_lite0, or unet_lite0 (models/network.py)
     decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16])
     in_channels: int = 3
     pretrained: bool = True  # ImageNet encoder (offline); --no-pretrained starts from random weights
@@ -76,7 +77,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=base, default=None)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_values(args: argparse.Namespace) -> dict[str, typing.Any]:
+    """The options the user gave: the config file's, overridden by those typed on the command line."""
     values: dict[str, typing.Any] = {}
     if args.config:
         values.update(read_config_file(args.config))
@@ -84,7 +86,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         v = getattr(args, f.name, None)
         if v is not None:
             values[f.name] = v
-    return make_config(values)
+    return values
+
 
 
 def read_config_file(path: Path) -> dict:

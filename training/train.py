@@ -30,7 +30,7 @@ from models.errors import CheckpointError, InputError
 from models.network import build_model
 from models.predictor import Predictor, resolve_device
 from training import distributed as dist_utils
-from training.config import TrainConfig, add_config_arguments, config_dict, config_from_args, make_config
+from training.config import TrainConfig, add_config_arguments, config_dict, config_values, make_config
 from training.curves import plot_curves
 from training.data_setup import DataSetup, build_data
 from training.losses import CEDiceLoss, balanced_class_weights
@@ -145,7 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Checkpoint | None]:
     """The run's configuration; a resumed run starts from the configuration stored in its checkpoint."""
     if not args.resume:
-        return config_from_args(args), None
+        values = config_values(args)
+        if values.get("init_from") and not {"arch", "in_channels", "decoder_channels"} & set(values):
+            # fine-tuning keeps the parent's architecture unless told otherwise
+            parent = load_checkpoint(values["init_from"]).arch
+            values.update(arch=parent["name"], in_channels=parent["in_channels"], decoder_channels=list(parent["decoder_channels"]))
+        return make_config(values), None
     ckpt = load_checkpoint(args.resume)
     stored = dict(ckpt.metadata.get("config", {}))
     if not stored or "training_state" not in ckpt.to_dict() or not ckpt.training_state:
