@@ -10,6 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
+from models.backends import BACKENDS
 from models.checkpoint import load_checkpoint
 from models.errors import InputError
 from models.interpret import interpret
@@ -29,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wgs84", action="store_true", help="also write regions.wgs84.geojson in EPSG:4326")
     p.add_argument("--tile", type=int, default=512, help="window size in pixels (multiple of 32)")
     p.add_argument("--overlap", type=int, default=64, help="overlap between windows in pixels")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=None, help="windows per model call (default 1 on the CPU, 8 on CUDA)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--backend", default="auto", help=f"inference backend: {', '.join(BACKENDS)} (default auto: the fastest installed)")
+    p.add_argument("--precision", default="auto", help="auto (float32 on the CPU, bfloat16/float16 on CUDA), float32, float16, bfloat16")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     pair = p.add_argument_group("two dates and flags")
     pair.add_argument("--before", type=Path, default=None, help="the before image: IMAGE is then the after image and change is flagged")
@@ -65,8 +71,15 @@ def main(argv: list[str]) -> int:
         raise InputError("--tile must be a multiple of 32 and at least 64")
     if not 0 <= args.overlap < args.tile // 2:
         raise InputError("--overlap must be at least 0 and less than half the tile")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
     checkpoint = load_checkpoint(args.checkpoint)
-    predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size)
+    predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                          backend=args.backend, precision=args.precision, threads=args.threads)
     bar = None
 
     def progress(done: int, total: int) -> None:

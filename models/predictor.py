@@ -31,6 +31,13 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def default_precision(device: torch.device) -> str:
+    """float32 on the CPU; on CUDA, bfloat16 where the GPU has it (same range as float32), else float16."""
+    if device.type != "cuda":
+        return "float32"
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
 class Predictor:
     """Class probabilities for arrays and rasters from one loaded checkpoint."""
 
@@ -40,17 +47,19 @@ class Predictor:
         device: str = "auto",
         tile: int = 512,
         overlap: int = 64,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         model: torch.nn.Module | None = None,
         backend: str = "auto",
-        precision: str = "float32",
+        precision: str = "auto",
         threads: int | None = None,
     ) -> None:
         """`model` overrides the checkpoint's weights (training evaluates its live model this way).
 
         `backend` is one of models.backends.BACKENDS ('auto': ONNX Runtime when installed, else eager;
-        always eager for a live `model`); `precision` float16/bfloat16 applies on CUDA only;
-        `threads` sets ONNX Runtime's threads (default: torch's).
+        always eager for a live `model`). `precision` 'auto' is float32 on the CPU and, on CUDA,
+        bfloat16 (float16 where the GPU lacks it) autocast for the eager/compile backends.
+        `batch_size` defaults to 1 window per call on the CPU (larger batches only add memory
+        traffic there) and 8 on CUDA. `threads` sets ONNX Runtime's threads (default: torch's).
         """
         if tile < 64 or tile % 32:
             raise ValueError("tile must be a multiple of 32, at least 64")
@@ -59,8 +68,11 @@ class Predictor:
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
         self.model = (model if model is not None else checkpoint.build_model()).to(self.device)
-        self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
+        self.tile, self.overlap = tile, overlap
+        self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
         self.num_classes = checkpoint.num_classes
+        if precision == "auto":
+            precision = default_precision(self.device) if backend in ("auto", "eager", "compile") else "float32"
         if backend == "auto" and precision != "float32":  # half precision is an eager/compile feature
             backend = "eager"
         self.backend = resolve_backend(backend, self.device, live_model=model is not None)

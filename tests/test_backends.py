@@ -134,3 +134,35 @@ def test_auto_on_cuda_needs_the_ort_cuda_provider(monkeypatch):
     assert backends.resolve_backend("auto", cuda) == "onnx"
     with pytest.raises(InputError, match="CPU only"):
         backends.resolve_backend("onnx-int8", cuda)
+
+
+def test_cpu_defaults_and_bfloat16_autocast(tiny):
+    """auto on the CPU: float32, one window per call; bfloat16 autocast (CUDA's default) stays close to float32."""
+    default = Predictor(tiny, device="cpu", tile=128, overlap=16)
+    assert (default.precision, default.batch_size) == ("float32", 1)
+    image = _field((128, 192), seed=3)
+    ref = Predictor(tiny, device="cpu", backend="eager", tile=128, overlap=16).predict_array(image)
+    half = Predictor(tiny, device="cpu", backend="eager", precision="bfloat16", tile=128, overlap=16)
+    assert half.precision == "bfloat16"
+    got = half.predict_array(image)
+    assert got.dtype == np.float32 and np.allclose(got.sum(0), 1, atol=1e-4)
+    assert np.abs(ref - got).max() < 0.1  # bfloat16 keeps 8 bits of mantissa
+    assert (ref.argmax(0) == got.argmax(0)).mean() >= 0.95
+    assert Predictor(tiny, device="cpu", precision="bfloat16", tile=128, overlap=16).backend == "eager"
+
+
+def test_predict_cli_backends_write_the_same_classes(cli, tmp_path, tiny_checkpoint):
+    import rasterio
+
+    image = tmp_path / "field.png"
+    Image.fromarray(_field((200, 260), seed=5).transpose(1, 2, 0).astype(np.uint8)).save(image)
+    classes = {}
+    for backend in ("eager", "onnx"):
+        code, _, err = cli(["predict", str(image), "-o", str(tmp_path / backend), "--checkpoint", str(tiny_checkpoint),
+                            "--backend", backend, "--tile", "128", "--overlap", "16", "--quiet"])
+        assert code == 0, err
+        with rasterio.open(tmp_path / backend / "classes.tif") as ds:
+            classes[backend] = ds.read(1)
+    assert (classes["eager"] == classes["onnx"]).mean() >= 0.999
+    code, _, err = cli(["predict", str(image), "-o", str(tmp_path / "bad"), "--backend", "tensorrt"])
+    assert code == 2 and "unknown backend" in err and "Traceback" not in err
