@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.atomic import write_atomic
 from models.errors import InputError
 
 BACKENDS = ("auto", "eager", "compile", "onnx", "onnx-int8")
@@ -141,7 +142,7 @@ def export_onnx(head: nn.Module, in_channels: int, path: str | Path | None = Non
         )
     data = buffer.getvalue()
     if path is not None:
-        _write_atomic(Path(path), data)
+        write_atomic(Path(path), data)
     return data
 
 
@@ -237,7 +238,7 @@ def quantize_int8(head: nn.Module, in_channels: int, calibration: list[np.ndarra
                         nodes_to_exclude=_float_nodes(pre))
         data = out.read_bytes()
     try:
-        _write_atomic(cached, data)
+        write_atomic(cached, data)
     except OSError:  # no writable cache: fine, quantise again next time
         pass
     return data
@@ -257,16 +258,3 @@ def _float_nodes(graph_path: Path) -> list[str]:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("LANDSENTRY_CACHE_DIR") or Path.home() / ".cache" / "landsentry")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

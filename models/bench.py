@@ -38,6 +38,7 @@ from rasterio.windows import Window
 
 from models.backends import BACKENDS, onnxruntime_available, resolve_backend
 from models.checkpoint import load_checkpoint
+from models.cli_checks import check_common_options
 from models.errors import InputError
 from models.network import count_flops
 from models.predictor import Predictor, resolve_device
@@ -128,19 +129,10 @@ class _Instrument:
         self.clock, self.predictor, self.runner, self.pair = clock, predictor, runner, pair
         self.stack = contextlib.ExitStack()
 
-    def _wrap_source(self, source: Any) -> None:
-        if getattr(source, "_bench_timed", False):
-            return
-        source.read = self.clock.wrap("read", source.read)
-        source._bench_timed = True
-
     def _wrap_strips(self, owner: Any, stage: str) -> Callable:
         original = owner.iter_strips
 
         def iter_strips(*sources: Any, **kwargs: Any) -> Iterator:
-            for s in sources:
-                if hasattr(s, "read"):
-                    self._wrap_source(s)
             return self.clock.wrap_iter(stage, original(*sources, **kwargs))
 
         return iter_strips
@@ -149,7 +141,11 @@ class _Instrument:
         import models.change_interpret as pair_mod
         import models.interpret as single_mod
 
+        import models.tiling as tiling_mod
+
         c, p = self.clock, self.predictor
+        # reading runs in a prefetch thread: what costs the pipeline is the time spent waiting for it
+        self.stack.enter_context(_patched(tiling_mod, "wait_for", c.wrap("read", tiling_mod.wait_for)))
         self.stack.enter_context(_patched(p, "predict_batch", c.wrap("model", p.predict_batch)))
         self.stack.enter_context(_patched(p, "iter_strips", self._wrap_strips(p, "tiles")))
         if self.runner is not None:
@@ -460,16 +456,7 @@ def check_args(args: argparse.Namespace) -> torch.device:
         raise InputError(f"--megapixels {args.megapixels:g} is over the pixel limit of {MAX_PIXELS / 1e6:g} megapixels (LANDSENTRY_MAX_PIXELS)")
     if mosaic_side(args.megapixels) < args.tile and args.image is None:
         raise InputError(f"--megapixels {args.megapixels:g} makes a scene smaller than one --tile {args.tile}; use at least {args.tile**2 / 1e6:.2f}")
-    if not math.isfinite(args.gsd) or args.gsd <= 0:
-        raise InputError("--gsd must be a positive number of metres per pixel")
-    if args.tile < 64 or args.tile % 32:
-        raise InputError("--tile must be a multiple of 32 and at least 64")
-    if not 0 <= args.overlap < args.tile // 2:
-        raise InputError("--overlap must be at least 0 and less than half the tile")
-    if args.threads is not None and args.threads < 1:
-        raise InputError("--threads must be at least 1")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise InputError("--batch-size must be at least 1")
+    check_common_options(args)
     if args.baseline_tiles < 0:
         raise InputError("--baseline-tiles must be 0 (whole scene) or more")
     for name in ("image", "source", "source_before", "checkpoint"):

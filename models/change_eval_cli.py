@@ -27,6 +27,7 @@ from PIL import Image
 from models.align import open_pair
 from models.change import CHANGE_CODES, ChangeParams, change_map, drop_small_regions, learned_change_mask
 from models.checkpoint import load_checkpoint
+from models.cli_checks import check_common_options
 from models.errors import InputError
 from models.flags import DEFAULT_MIN_AREA_M2, base_kind
 from models.interpret import MIN_AREA_PX
@@ -162,12 +163,7 @@ def evaluate_pair(before: Path, after: Path, label: Path, predictor: Predictor, 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.gsd is not None and args.gsd <= 0:
-        raise InputError("--gsd must be a positive number of metres per pixel")
-    if args.tile < 64 or args.tile % 32:
-        raise InputError("--tile must be a multiple of 32 and at least 64")
-    if not 0 <= args.overlap < args.tile // 2:
-        raise InputError("--overlap must be at least 0 and less than half the tile")
+    check_common_options(args)
     pairs = find_pairs(args.folder, args.split, args.sites)
     from models.change_model import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
 

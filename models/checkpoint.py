@@ -6,8 +6,6 @@ a file never runs code. The service and `predict` rebuild the model from the fil
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import torch
 from torch import nn
 
 from models.classes import IGNORE_INDEX, schema_dict
+from models.atomic import atomic_file
 from models.errors import CheckpointError
 from models.network import build_model
 
@@ -91,18 +90,8 @@ def checkpoint_from_model(model: nn.Module, arch: dict[str, Any], **fields: Any)
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
     """Write atomically: a crash mid-write leaves the previous file intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary shareable file
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(checkpoint.to_dict(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        torch.save(checkpoint.to_dict(), fh)
     return path
 
 

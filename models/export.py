@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.backends import CALIBRATION_IMAGE, InferenceHead, OnnxRunner, calibration_windows, export_onnx, onnxruntime_available, quantize_int8, _write_atomic
+from models.backends import CALIBRATION_IMAGE, InferenceHead, OnnxRunner, calibration_windows, export_onnx, onnxruntime_available, quantize_int8
+from models.atomic import write_atomic
 from models.checkpoint import load_checkpoint
 from models.errors import InputError
 
@@ -43,7 +44,7 @@ def main(argv: list[str]) -> int:
         if not onnxruntime_available():
             raise InputError("--int8 needs onnxruntime (pip install 'landsentry[bench]')")
         data = quantize_int8(head, checkpoint.in_channels, windows)
-        _write_atomic(args.output, data)
+        write_atomic(args.output, data)
     else:
         data = export_onnx(head, checkpoint.in_channels, args.output)
     report = {"file": str(args.output), "bytes": len(data), "int8": args.int8, "checkpoint": str(checkpoint.path),

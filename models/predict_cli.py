@@ -14,6 +14,7 @@ import torch
 
 from models.backends import BACKENDS
 from models.checkpoint import load_checkpoint
+from models.cli_checks import check_common_options
 from models.errors import InputError
 from models.interpret import interpret
 from models.predictor import Predictor
@@ -65,17 +66,8 @@ def parse_bands(text: str | None) -> list[int] | None:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.gsd is not None and args.gsd <= 0:
-        raise InputError("--gsd must be a positive number of metres per pixel")
-    if args.tile < 64 or args.tile % 32:
-        raise InputError("--tile must be a multiple of 32 and at least 64")
-    if not 0 <= args.overlap < args.tile // 2:
-        raise InputError("--overlap must be at least 0 and less than half the tile")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise InputError("--batch-size must be at least 1")
+    check_common_options(args)
     if args.threads is not None:
-        if args.threads < 1:
-            raise InputError("--threads must be at least 1")
         torch.set_num_threads(args.threads)
     checkpoint = load_checkpoint(args.checkpoint)
     predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
