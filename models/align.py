@@ -28,7 +28,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from models.errors import InputError
-from models.raster import RasterInfo, RasterSource
+from models.raster import RasterInfo, RasterSource, rgb_preview, scale_to_255
 
 MIN_OVERLAP_PX = 16
 """Fewer overlapping pixels than this along either axis is refused as "no usable overlap"."""
@@ -44,13 +44,9 @@ def data_band_count(source: RasterSource) -> int:
 
 def _preview(source: RasterSource, window: Window, shape: tuple[int, int]) -> np.ndarray:
     """RasterSource.preview for a window of the source: decimated H x W x 3 uint8."""
-    raw, _ = source._read_raw(window, out_shape=shape)
-    data = raw.astype(np.float32)
-    if source._stretch is not None:
-        lo, hi = source._stretch
-        data = np.clip((data - lo) * (255.0 / (hi - lo)), 0, 255)
-    rgb = data[:3] if data.shape[0] >= 3 else np.repeat(data[:1], 3, axis=0)
-    return rgb.transpose(1, 2, 0).astype(np.uint8)
+    with source.lock:
+        raw, _ = source._read_raw(window, out_shape=shape)
+    return rgb_preview(scale_to_255(raw, source._stretch))
 
 
 class WindowedSource:
@@ -106,32 +102,24 @@ class WarpedSource:
     def _read(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         kwargs: dict = {"window": window}
         try:
-            if out_shape:
-                kwargs["out_shape"] = (len(self.source.band_indexes),) + out_shape
-            data = self._vrt.read(self.source.band_indexes, **kwargs)
-            if out_shape:
-                kwargs["out_shape"] = out_shape
-            valid = self._vrt.read(self._alpha, **kwargs) > 0
+            with self.source.lock:  # the VRT reads through the source's GDAL handle
+                if out_shape:
+                    kwargs["out_shape"] = (len(self.source.band_indexes),) + out_shape
+                data = self._vrt.read(self.source.band_indexes, **kwargs)
+                if out_shape:
+                    kwargs["out_shape"] = out_shape
+                valid = self._vrt.read(self._alpha, **kwargs) > 0
         except Exception as exc:
             raise InputError(f"{self.path.name} could not be resampled at rows {window.row_off}-{window.row_off + window.height}: {exc}") from None
         return data, valid
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         raw, valid = self._read(window)
-        data = raw.astype(np.float32, copy=False)
-        if self.source._stretch is not None:
-            lo, hi = self.source._stretch
-            data = np.clip((data - lo) * (255.0 / (hi - lo)), 0, 255)
-        return data, valid
+        return scale_to_255(raw, self.source._stretch), valid
 
     def preview(self, shape: tuple[int, int]) -> np.ndarray:
         raw, _ = self._read(Window(0, 0, self.info.width, self.info.height), out_shape=shape)
-        data = raw.astype(np.float32)
-        if self.source._stretch is not None:
-            lo, hi = self.source._stretch
-            data = np.clip((data - lo) * (255.0 / (hi - lo)), 0, 255)
-        rgb = data[:3] if data.shape[0] >= 3 else np.repeat(data[:1], 3, axis=0)
-        return rgb.transpose(1, 2, 0).astype(np.uint8)
+        return rgb_preview(scale_to_255(raw, self.source._stretch))
 
     def close(self) -> None:
         if getattr(self, "_vrt", None) is not None:

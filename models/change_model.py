@@ -26,8 +26,8 @@ from torch.nn import functional as F
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.encoder import IMAGENET_MEAN, IMAGENET_STD, EfficientNetLite0Encoder, load_imagenet_weights
 from models.errors import CheckpointError
-from models.predictor import ProgressFn, resolve_device
-from models.tiling import StripStitcher
+from models.predictor import ProgressFn, default_batch_size, resolve_device
+from models.tiling import StripStitcher, stitch_windows
 
 ARCH_NAME = "siamese_lite0_change"
 BUNDLED_CHANGE_CHECKPOINT = Path(__file__).parent / "weights" / "landsentry-change.pt"
@@ -126,12 +126,12 @@ class ChangeRunner:
     """Change probabilities of an aligned pair, in strips, with the predictor's windows and blending."""
 
     def __init__(self, model: SiameseChangeNet, checkpoint: Checkpoint | None = None, device: str = "auto",
-                 tile: int = 512, overlap: int = 64, batch_size: int = 4) -> None:
+                 tile: int = 512, overlap: int = 64, batch_size: int | None = None) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.checkpoint = checkpoint
         self.in_channels = model.encoder.stem[0].in_channels
-        self.tile, self.overlap, self.batch_size = tile, overlap, batch_size
+        self.tile, self.overlap, self.batch_size = tile, overlap, batch_size or default_batch_size(self.device)
         self.mean = tuple(checkpoint.mean) if checkpoint else IMAGENET_MEAN
         self.std = tuple(checkpoint.std) if checkpoint else IMAGENET_STD
 
@@ -151,22 +151,11 @@ class ChangeRunner:
         """Blended change probability strips (Strip with probs 1 x h x W) of two sources on one grid."""
         info = after.info
         stitcher = StripStitcher(info.height, info.width, 1, self.tile, self.overlap)
-        total, done = len(stitcher.rows) * len(stitcher.cols), 0
-        th, tw = stitcher.tile_h, stitcher.tile_w
-        for y, cols in stitcher.windows():
-            window = Window(0, y, info.width, th)
+
+        def read(y: int) -> tuple[list[np.ndarray], np.ndarray]:
+            window = Window(0, y, info.width, stitcher.tile_h)
             band_b, valid_b = before.read(window)
             band_a, valid_a = after.read(window)
-            valid = valid_a & valid_b
-            for i in range(0, len(cols), self.batch_size):
-                xs = cols[i : i + self.batch_size]
-                probs = self.predict_batch(np.stack([band_b[:, :, x : x + tw] for x in xs]),
-                                           np.stack([band_a[:, :, x : x + tw] for x in xs]))
-                for x, p in zip(xs, probs):
-                    stitcher.add(y, x, p, valid[:, x : x + tw])
-                done += len(xs)
-                if progress:
-                    progress(done, total)
-            strip = stitcher.finish_row(y)
-            if strip is not None:
-                yield strip
+            return [band_b, band_a], valid_a & valid_b
+
+        yield from stitch_windows(stitcher, read, self.predict_batch, self.batch_size, progress)

@@ -15,7 +15,7 @@ from rasterio.windows import Window
 from models.backends import build_runner, resolve_backend
 from models.checkpoint import Checkpoint
 from models.raster import RasterSource
-from models.tiling import Strip, StripStitcher
+from models.tiling import Strip, StripStitcher, stitch_windows
 
 ProgressFn = Callable[[int, int], None]  # (windows done, windows total)
 
@@ -29,6 +29,11 @@ def resolve_device(device: str = "auto") -> torch.device:
 
         raise InputError("device 'cuda' requested but no CUDA GPU is available to this torch build")
     return torch.device(device)
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Windows per model call: 1 on the CPU (larger batches only add memory traffic there), 8 on CUDA."""
+    return 8 if device.type == "cuda" else 1
 
 
 def default_precision(device: torch.device) -> str:
@@ -69,7 +74,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.model = (model if model is not None else checkpoint.build_model()).to(self.device)
         self.tile, self.overlap = tile, overlap
-        self.batch_size = batch_size or (8 if self.device.type == "cuda" else 1)
+        self.batch_size = batch_size or default_batch_size(self.device)
         self.num_classes = checkpoint.num_classes
         if precision == "auto":
             precision = default_precision(self.device) if backend in ("auto", "eager", "compile") else "float32"
@@ -95,23 +100,12 @@ class Predictor:
         """Blended probabilities of the whole raster, top to bottom, in finished strips."""
         info = source.info
         stitcher = StripStitcher(info.height, info.width, self.num_classes, self.tile, self.overlap)
-        total = len(stitcher.rows) * len(stitcher.cols)
-        done = 0
-        th, tw = stitcher.tile_h, stitcher.tile_w
-        for y, cols in stitcher.windows():
-            band, valid = source.read(Window(0, y, info.width, th))
-            for i in range(0, len(cols), self.batch_size):
-                xs = cols[i : i + self.batch_size]
-                batch = np.stack([band[:, :, x : x + tw] for x in xs])
-                probs = self.predict_batch(batch)
-                for x, p in zip(xs, probs):
-                    stitcher.add(y, x, p, valid[:, x : x + tw])
-                done += len(xs)
-                if progress:
-                    progress(done, total)
-            strip = stitcher.finish_row(y)
-            if strip is not None:
-                yield strip
+
+        def read(y: int) -> tuple[list[np.ndarray], np.ndarray]:
+            band, valid = source.read(Window(0, y, info.width, stitcher.tile_h))
+            return [band], valid
+
+        yield from stitch_windows(stitcher, read, self.predict_batch, self.batch_size, progress)
 
     def predict_array(self, image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Probabilities (K x H x W) for a C x H x W image already in memory, with the same tiling."""

@@ -8,6 +8,7 @@ Every failure a user can cause becomes an `InputError` with a message, not a tra
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,21 @@ class RasterInfo:
         return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
 
 
+def scale_to_255(raw: np.ndarray, stretch: tuple[float, float] | None) -> np.ndarray:
+    """float32 bands in 0..255: as they are, or linearly stretched from (lo, hi) (uint16 and other ranges)."""
+    data = raw.astype(np.float32, copy=False)
+    if stretch is not None:
+        lo, hi = stretch
+        data = np.clip((data - lo) * (255.0 / (hi - lo)), 0, 255)
+    return data
+
+
+def rgb_preview(data: np.ndarray) -> np.ndarray:
+    """C x H x W bands in 0..255 -> H x W x 3 uint8 (one band is repeated to grey)."""
+    rgb = data[:3] if data.shape[0] >= 3 else np.repeat(data[:1], 3, axis=0)
+    return rgb.transpose(1, 2, 0).astype(np.uint8)
+
+
 class RasterSource:
     """An input image opened for windowed reading of `channels` model bands scaled to 0..255.
 
@@ -90,6 +106,7 @@ class RasterSource:
     def __init__(self, path: str | Path, channels: int = 3, bands: list[int] | None = None, gsd: float | None = None) -> None:
         self.path = Path(path)
         self.format = sniff_format(self.path)
+        self.lock = threading.Lock()  # one GDAL handle: reads from prefetch threads take turns
         self._dataset = None
         self._array: np.ndarray | None = None  # decoded PNG/JPEG, C x H x W
         self._alpha: np.ndarray | None = None
@@ -239,22 +256,15 @@ class RasterSource:
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Bands as float32 C x H x W in 0..255, and a bool H x W mask of valid (not nodata) pixels."""
-        raw, valid = self._read_raw(window)
-        data = raw.astype(np.float32, copy=False)
-        if self._stretch is not None:
-            lo, hi = self._stretch
-            data = np.clip((data - lo) * (255.0 / (hi - lo)), 0, 255)
-        return data, valid
+        with self.lock:
+            raw, valid = self._read_raw(window)
+        return scale_to_255(raw, self._stretch), valid
 
     def preview(self, shape: tuple[int, int]) -> np.ndarray:
         """A decimated H x W x 3 uint8 view of the whole image (for overlays), read without full decoding."""
-        raw, _ = self._read_raw(Window(0, 0, self.info.width, self.info.height), out_shape=shape)
-        data = raw.astype(np.float32)
-        if self._stretch is not None:
-            lo, hi = self._stretch
-            data = np.clip((data - lo) * (255.0 / (hi - lo)), 0, 255)
-        rgb = data[:3] if data.shape[0] >= 3 else np.repeat(data[:1], 3, axis=0)
-        return rgb.transpose(1, 2, 0).astype(np.uint8)
+        with self.lock:
+            raw, _ = self._read_raw(Window(0, 0, self.info.width, self.info.height), out_shape=shape)
+        return rgb_preview(scale_to_255(raw, self._stretch))
 
     def close(self) -> None:
         if self._dataset is not None:

@@ -4,11 +4,14 @@ Windows overlap; each window's probabilities are weighted by a ramp that falls t
 so a pixel's result is dominated by the windows that see it with the most context and no seam
 shows where windows meet. Stitching runs strip by strip: once a row of windows is done, every row
 above the next window row is final and is handed on, so memory grows with the scene's width only.
+`stitch_windows` drives the grid for any model: the next row of windows is read while the current
+one runs (overlapped data loading).
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -95,3 +98,47 @@ class StripStitcher:
         self._valid[rest:] = True
         self._base = end
         return strip
+
+
+RowReader = Callable[[int], tuple[list[np.ndarray], np.ndarray]]
+"""read(y) -> (one C x tile_h x W band per input image, tile_h x W valid mask) for the window row at y."""
+
+
+def wait_for(pending: Future) -> tuple[list[np.ndarray], np.ndarray]:
+    """The prefetched row band (a function of its own so `landsentry bench` can time the waiting)."""
+    return pending.result()
+
+
+def stitch_windows(
+    stitcher: StripStitcher,
+    read: RowReader,
+    predict: Callable[..., np.ndarray],
+    batch_size: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[Strip]:
+    """Predict every window of the grid, row by row, and yield the finished strips.
+
+    `predict` takes one N x C x h x w batch per input image and returns N x K x h x w probabilities.
+    The next row band is read in a background thread while this one is predicted: GDAL's decoding
+    and the model both release the GIL, so on a GPU the reading hides behind the model entirely.
+    """
+    rows = list(stitcher.windows())
+    total, done = len(rows) * len(stitcher.cols), 0
+    tw = stitcher.tile_w
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="landsentry-read") as pool:
+        pending = pool.submit(read, rows[0][0])
+        for i, (y, cols) in enumerate(rows):
+            bands, valid = wait_for(pending)
+            if i + 1 < len(rows):
+                pending = pool.submit(read, rows[i + 1][0])
+            for j in range(0, len(cols), batch_size):
+                xs = cols[j : j + batch_size]
+                probs = predict(*[np.stack([band[:, :, x : x + tw] for x in xs]) for band in bands])
+                for x, p in zip(xs, probs):
+                    stitcher.add(y, x, p, valid[:, x : x + tw])
+                done += len(xs)
+                if progress:
+                    progress(done, total)
+            strip = stitcher.finish_row(y)
+            if strip is not None:
+                yield strip

@@ -379,3 +379,17 @@ def test_refused_geotiffs_are_closed(tmp_path, monkeypatch):
         RasterSource(big)
     assert len(opened) == 2
     assert all(ds.closed for ds in opened), "a refused dataset was left open"
+
+
+def test_reads_from_several_threads_take_turns(shared_file):
+    """Prefetch threads share one GDAL handle: concurrent reads must give exactly the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = shared_file("naip_pair/m_4709963_se_14_1_20100629.tif")
+    windows = [Window(c, r, 300, 200) for r in range(0, 1200, 200) for c in (0, 300, 600)]
+    with RasterSource(path) as source:
+        serial = [source.read(w)[0] for w in windows]
+        with ThreadPoolExecutor(4) as pool:
+            concurrent = list(pool.map(lambda w: source.read(w)[0], windows * 3))
+    for i, data in enumerate(concurrent):
+        assert np.array_equal(data, serial[i % len(windows)])

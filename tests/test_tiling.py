@@ -165,3 +165,29 @@ def test_real_model_tiled_prediction_has_no_seams(tiny_checkpoint, real_crop):
     assert blended <= 2.0, f"window edges still visible after blending (ratio {blended:.2f})"
     seams = _seam_ratio(hard, 128, 0)
     assert seams > 2 * blended, f"overlap 0 should show steps at window edges (ratio {seams:.2f} vs {blended:.2f})"
+
+
+def test_stitch_windows_prefetches_each_row_once_in_order():
+    """The reader runs one row ahead in its own thread; strips and progress are as without prefetching."""
+    import threading
+
+    from models.tiling import stitch_windows
+
+    image = np.random.default_rng(0).random((2, 300, 250)).astype(np.float32)
+    calls: list[tuple[int, str]] = []
+
+    def read(y: int):
+        calls.append((y, threading.current_thread().name))
+        return [image[:, y : y + 128]], np.ones((128, 250), bool)
+
+    def predict(batch: np.ndarray) -> np.ndarray:  # a "model" that passes the first band through as one class
+        return batch[:, :1]
+
+    stitcher = StripStitcher(300, 250, 1, 128, 16)
+    seen: list[tuple[int, int]] = []
+    strips = list(stitch_windows(stitcher, read, predict, 2, lambda done, total: seen.append((done, total))))
+    assert [y for y, _ in calls] == stitcher.rows
+    assert all(name.startswith("landsentry-read") for _, name in calls)
+    assert np.allclose(np.concatenate([s.probs for s in strips], axis=1)[0], image[0], atol=1e-6)
+    total = len(stitcher.rows) * len(stitcher.cols)
+    assert seen[-1] == (total, total) and [d for d, _ in seen] == sorted(d for d, _ in seen)
