@@ -154,6 +154,12 @@ def test_evaluate_cli_prints_per_class_iou(tmp_path, val_folder, tiny_checkpoint
     assert "mIoU" in text and "road" in text
     metrics = json.loads(out.read_text())
     assert 0.0 <= metrics["miou"] <= 1.0 and len(metrics["images"]) == 3
+    assert "(eager, 128 px windows, 16 px overlap)" in text
+    # the shipped path (ONNX Runtime) scores the same images the same way
+    onnx = tmp_path / "onnx.json"
+    assert landsentry.main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", f"folder:{val_folder}",
+                            "--tile", "128", "--backend", "onnx", "--json", str(onnx)]) == 0
+    assert json.loads(onnx.read_text())["miou"] == pytest.approx(metrics["miou"], abs=0.005)
 
 
 def test_two_process_ddp_keeps_ranks_identical(tmp_path, val_folder):

@@ -5,14 +5,14 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
+from models.backends import BACKENDS
 from models.checkpoint import load_checkpoint
+from models.cli_checks import check_common_options
 from models.errors import InputError
-from models.predictor import resolve_device
+from models.predictor import Predictor
 from training.data_setup import records_from_spec
 from training.datasets import SegmentationDataset, split_by_group
-from training.train import evaluate
+from training.train import score
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="dataset specs: dubai:PATH, loveda:PATH or folder:PATH")
     p.add_argument("--groups", nargs="+", default=None, help="score only these source groups (e.g. dubai/t8)")
     p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--overlap", type=int, default=None, help="window overlap in pixels (default: tile / 8, as in training)")
+    p.add_argument("--backend", default="eager", help=f"inference backend: {', '.join(BACKENDS)} (default eager, as training scores)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON here")
     return p
@@ -28,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.overlap is None:
+        args.overlap = args.tile // 8
+    check_common_options(args)
     checkpoint = load_checkpoint(args.checkpoint)
     records = [r for spec in args.data for r in records_from_spec(spec)]
     if args.groups:
@@ -36,9 +41,10 @@ def main(argv: list[str]) -> int:
             raise InputError(f"no images in groups {args.groups}")
     dataset = SegmentationDataset(records, None, None, checkpoint.in_channels, cache_mb=0)
     images = [(s["image"], s["mask"]) for s in (dataset[i] for i in range(len(dataset)))]
-    device = resolve_device(args.device)
-    matrix = evaluate(checkpoint.build_model().to(device), checkpoint, images, device, args.tile)
-    print(f"{len(images)} whole images: {', '.join(r.source for r in records)}")
+    predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, backend=args.backend)
+    matrix = score(predictor, images)
+    print(f"{len(images)} whole images ({predictor.backend}, {args.tile} px windows, {args.overlap} px overlap): "
+          f"{', '.join(r.source for r in records)}")
     print(matrix.report())
     if args.json:
         args.json.write_text(json.dumps({"images": [r.source for r in records], **matrix.as_dict()}, indent=1))

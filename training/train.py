@@ -26,7 +26,7 @@ from tqdm import tqdm
 from models.checkpoint import Checkpoint, checkpoint_from_model, load_checkpoint, save_checkpoint
 from models.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, schema_dict
 from models.encoder import IMAGENET_MEAN, IMAGENET_STD
-from models.errors import CheckpointError, InputError
+from models.errors import CheckpointError
 from models.network import build_model
 from models.predictor import Predictor, resolve_device
 from training import distributed as dist_utils
@@ -94,8 +94,13 @@ def evaluate(model: nn.Module, checkpoint: Checkpoint, val_images: list, device:
     """
     model.eval()
     predictor = Predictor(checkpoint, device=str(device), tile=tile, overlap=tile // 8, batch_size=4, model=model)
-    matrix = ConfusionMatrix(checkpoint.num_classes)
-    for image, mask in val_images[rank::world]:
+    return score(predictor, val_images, rank, world)
+
+
+def score(predictor: Predictor, images: list, rank: int = 0, world: int = 1) -> ConfusionMatrix:
+    """Confusion matrix of a predictor's classes on whole (image, mask) pairs, summed across ranks."""
+    matrix = ConfusionMatrix(predictor.checkpoint.num_classes)
+    for image, mask in images[rank::world]:
         probs = predictor.predict_array(image.numpy().astype(np.float32))
         matrix.update(mask, probs.argmax(0))
     matrix.all_reduce()
