@@ -13,7 +13,7 @@ from tests.conftest import require_shared
 def test_bundled_checkpoint_loads_and_describes_itself():
     ckpt = load_checkpoint()  # weights_only loading: the file must hold plain data only
     assert ckpt.path == BUNDLED_CHECKPOINT
-    assert ckpt.arch["name"] == "unet_lite0" and ckpt.in_channels == 3 and ckpt.num_classes == 6
+    assert ckpt.arch["name"] == "lightunet_lite0" and ckpt.in_channels == 3 and ckpt.num_classes == 6
     assert BUNDLED_CHECKPOINT.stat().st_size < 25 * 2**20
     assert all(src.endswith("t8") is False for src in ckpt.metadata["data"]["train_sources"])
     assert any(src.endswith("t8") for src in ckpt.metadata["data"]["val_sources"])
