@@ -120,12 +120,12 @@ def write_previews(work: Path, before: Path | None, after: Path, channels: int, 
     shape = classes.shape
     if before is not None:
         with open_pair(before, after, channels=channels) as pair:
-            Image.fromarray(pair.after.preview(shape)).save(work / "after.png")
-            Image.fromarray(pair.before.preview(shape)).save(work / "before.png")
+            Image.fromarray(pair.after.preview(shape)).save(work / "after.png", compress_level=1)
+            Image.fromarray(pair.before.preview(shape)).save(work / "before.png", compress_level=1)
     else:
         with RasterSource(after, channels=channels) as source:
-            Image.fromarray(source.preview(shape)).save(work / "after.png")
-    Image.fromarray(classes.astype(np.uint8), mode="L").save(work / "classes.png")
+            Image.fromarray(source.preview(shape)).save(work / "after.png", compress_level=1)
+    Image.fromarray(classes.astype(np.uint8), mode="L").save(work / "classes.png", compress_level=1)
 
 
 def public_result(job_id: str, result: dict | None, job_dir: Path, kind: str | None, with_flags: bool) -> dict | None:

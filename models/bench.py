@@ -43,7 +43,7 @@ from models.errors import InputError
 from models.network import count_flops
 from models.predictor import Predictor, resolve_device
 from models.raster import MAX_PIXELS, RasterSource
-from models.tiling import window_starts
+from models.tiling import default_overlap, window_starts
 
 SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "sample_tiles" / "spacenet_atlanta_pan.tif"
 DEFAULT_MEGAPIXELS = 16.0
@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime (default: all cores)")
     p.add_argument("--batch-size", type=int, default=None, help="windows per model call (default 1 on CPU, 8 on CUDA)")
     p.add_argument("--tile", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=64)
+    p.add_argument("--overlap", type=int, default=None, help="window overlap in pixels (default: tile / 16)")
     p.add_argument("--baseline-tiles", type=int, default=32, help="tiles the baseline runs on (0: the whole scene)")
     p.add_argument("--no-baseline", action="store_true", help="skip the baseline")
     p.add_argument("--model-only", action="store_true", help="only the model-only check (matmul rate, model share)")
@@ -456,6 +456,8 @@ def check_args(args: argparse.Namespace) -> torch.device:
         raise InputError(f"--megapixels {args.megapixels:g} is over the pixel limit of {MAX_PIXELS / 1e6:g} megapixels (LANDSENTRY_MAX_PIXELS)")
     if mosaic_side(args.megapixels) < args.tile and args.image is None:
         raise InputError(f"--megapixels {args.megapixels:g} makes a scene smaller than one --tile {args.tile}; use at least {args.tile**2 / 1e6:.2f}")
+    if args.overlap is None:
+        args.overlap = default_overlap(args.tile)
     check_common_options(args)
     if args.baseline_tiles < 0:
         raise InputError("--baseline-tiles must be 0 (whole scene) or more")

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--change-threshold", type=float, default=None)
     p.add_argument("--learned-threshold", type=float, default=None, help="threshold of the learned model's own map (default 0.5)")
     p.add_argument("--tile", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=64)
+    p.add_argument("--overlap", type=int, default=None, help="window overlap in pixels (default: tile / 16)")
     p.add_argument("--device", default="auto")
     p.add_argument("--per-pair", action="store_true", help="also print the scores of each pair")
     p.add_argument("--json", type=Path, default=None, help="write the scores to this JSON file")

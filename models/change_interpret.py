@@ -98,7 +98,7 @@ def interpret_pair(
             regions = change_regions(paths["change_raw"], paths["change_confidence"], workdir / "change.tif", rules, metric)
             flags = make_flags(regions, rules, permits, before_classes=paths["before_classes"])
             rows = write_flag_files(workdir, flags, info.crs, CHANGE_KINDS, wgs84)
-            pair_overlay(pair, workdir / "change.tif", flags).save(workdir / "overlay.png")
+            pair_overlay(pair, workdir / "change.tif", flags).save(workdir / "overlay.png", compress_level=1)
             for internal in ("change_raw", "change_confidence"):
                 paths[internal].unlink()
             summary = pair_summary(pair, Path(before), Path(after), rows, flags, stats, workdir / "change.tif",

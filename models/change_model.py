@@ -27,7 +27,7 @@ from models.checkpoint import Checkpoint, load_checkpoint
 from models.encoder import IMAGENET_MEAN, IMAGENET_STD, EfficientNetLite0Encoder, load_imagenet_weights
 from models.errors import CheckpointError
 from models.predictor import ProgressFn, default_batch_size, resolve_device
-from models.tiling import StripStitcher, stitch_windows
+from models.tiling import StripStitcher, default_overlap, stitch_windows
 
 ARCH_NAME = "siamese_lite0_change"
 BUNDLED_CHANGE_CHECKPOINT = Path(__file__).parent / "weights" / "landsentry-change.pt"
@@ -126,12 +126,13 @@ class ChangeRunner:
     """Change probabilities of an aligned pair, in strips, with the predictor's windows and blending."""
 
     def __init__(self, model: SiameseChangeNet, checkpoint: Checkpoint | None = None, device: str = "auto",
-                 tile: int = 512, overlap: int = 64, batch_size: int | None = None) -> None:
+                 tile: int = 512, overlap: int | None = None, batch_size: int | None = None) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.checkpoint = checkpoint
         self.in_channels = model.encoder.stem[0].in_channels
-        self.tile, self.overlap, self.batch_size = tile, overlap, batch_size or default_batch_size(self.device)
+        self.tile, self.batch_size = tile, batch_size or default_batch_size(self.device)
+        self.overlap = default_overlap(tile) if overlap is None else overlap
         self.mean = tuple(checkpoint.mean) if checkpoint else IMAGENET_MEAN
         self.std = tuple(checkpoint.std) if checkpoint else IMAGENET_STD
 

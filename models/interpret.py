@@ -47,7 +47,7 @@ def raster_profile(info: RasterInfo, dtype: str, nodata: int | None) -> dict:
     """GeoTIFF profile carrying the input's CRS and transform, tiled and compressed."""
     profile = {
         "driver": "GTiff", "width": info.width, "height": info.height, "count": 1, "dtype": dtype,
-        "crs": info.crs, "transform": info.transform, "compress": "deflate",
+        "crs": info.crs, "transform": info.transform, "compress": "deflate", "zlevel": 1,  # 3x faster than level 6, 10-30 % larger
     }
     if info.width >= 256 and info.height >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
@@ -127,7 +127,7 @@ def interpret(
             write_features(workdir / "regions.geojson", items, info.crs)
             if wgs84 and info.crs is not None:
                 write_features(workdir / "regions.wgs84.geojson", items, info.crs, to_crs=CRS.from_epsg(4326))
-            overlay_image(source, class_path).save(workdir / "overlay.png")
+            overlay_image(source, class_path).save(workdir / "overlay.png", compress_level=1)  # level 6: 5x slower
         summary = summarize(regions, info, counts)
         from models.flags import single_date_flags  # flags imports this module
 

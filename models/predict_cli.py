@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-area", type=float, default=None, help="smallest region kept, m² (default: building 20, road 50, earthwork 100)")
     p.add_argument("--wgs84", action="store_true", help="also write regions.wgs84.geojson in EPSG:4326")
     p.add_argument("--tile", type=int, default=512, help="window size in pixels (multiple of 32)")
-    p.add_argument("--overlap", type=int, default=64, help="overlap between windows in pixels")
+    p.add_argument("--overlap", type=int, default=None, help="overlap between windows in pixels (default: tile / 16, 32 px)")
     p.add_argument("--batch-size", type=int, default=None, help="windows per model call (default 1 on the CPU, 8 on CUDA)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--backend", default="auto", help=f"inference backend: {', '.join(BACKENDS)} (default auto: the fastest installed)")

@@ -154,7 +154,7 @@ def test_evaluate_cli_prints_per_class_iou(tmp_path, val_folder, tiny_checkpoint
     assert "mIoU" in text and "road" in text
     metrics = json.loads(out.read_text())
     assert 0.0 <= metrics["miou"] <= 1.0 and len(metrics["images"]) == 3
-    assert "(eager, 128 px windows, 16 px overlap)" in text
+    assert "(eager, 128 px windows, 8 px overlap)" in text
     # the shipped path (ONNX Runtime) scores the same images the same way
     onnx = tmp_path / "onnx.json"
     assert landsentry.main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", f"folder:{val_folder}",

@@ -10,6 +10,7 @@ from models.checkpoint import load_checkpoint
 from models.cli_checks import check_common_options
 from models.errors import InputError
 from models.predictor import Predictor
+from models.tiling import default_overlap
 from training.data_setup import records_from_spec
 from training.datasets import SegmentationDataset, split_by_group
 from training.train import score
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="dataset specs: dubai:PATH, loveda:PATH or folder:PATH")
     p.add_argument("--groups", nargs="+", default=None, help="score only these source groups (e.g. dubai/t8)")
     p.add_argument("--tile", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=None, help="window overlap in pixels (default: tile / 8, as in training)")
+    p.add_argument("--overlap", type=int, default=None, help="window overlap in pixels (default: tile / 16, as in training and predict)")
     p.add_argument("--backend", default="eager", help=f"inference backend: {', '.join(BACKENDS)} (default eager, as training scores)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON here")
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.overlap is None:
-        args.overlap = args.tile // 8
+        args.overlap = default_overlap(args.tile)
     check_common_options(args)
     checkpoint = load_checkpoint(args.checkpoint)
     records = [r for spec in args.data for r in records_from_spec(spec)]

@@ -93,7 +93,7 @@ def evaluate(model: nn.Module, checkpoint: Checkpoint, val_images: list, device:
     Each rank scores its share of the images; the confusion matrices are summed across ranks.
     """
     model.eval()
-    predictor = Predictor(checkpoint, device=str(device), tile=tile, overlap=tile // 8, batch_size=4, model=model)
+    predictor = Predictor(checkpoint, device=str(device), tile=tile, batch_size=4, model=model)  # inference's overlap
     return score(predictor, val_images, rank, world)
 
 
