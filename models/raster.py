@@ -30,6 +30,10 @@ MAX_PIXELS = int(os.environ.get("LANDSENTRY_MAX_PIXELS", 2_000_000_000))
 MAX_DECODED_PIXELS = int(os.environ.get("LANDSENTRY_MAX_DECODED_PIXELS", 150_000_000))
 """Largest PNG/JPEG accepted; these are decoded whole, so this bounds memory (~600 MB at RGB)."""
 STRETCH_PERCENTILES = (2.0, 98.0)
+os.environ.setdefault("GDAL_CACHEMAX", "256")
+"""GDAL's block cache in MB (its default is 5 % of RAM): every block of a large scene is read or
+written once, in order, so a bigger cache only adds resident memory (1.2 GB of it on a 400 Mpx
+scene). Set GDAL_CACHEMAX yourself to override; it is read when GDAL first caches a block."""
 _READ_ERRORS = (RasterioError, CPLE_BaseError)  # GDAL's CPLE_* errors do not subclass RasterioError
 
 _MAGIC = {
