@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import rasterio
 import shapely
 from rasterio import features
 from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform_geom
 from rasterio.windows import Window
 from scipy import ndimage
@@ -77,6 +79,10 @@ def min_pixels_for(min_area_m2: float, crs: CRS | None, transform, metric_pixels
     _, factor = crs.linear_units_factor
     return math.ceil(min_area_m2 / (pixel_deg2 * factor * factor) - 1e-9)
 
+
+# rasterio wraps the label arrays given to features.shapes in a dataset without a transform and
+# warns, from whichever thread polygonises; the transform is passed explicitly, so the warning is noise
+warnings.filterwarnings("ignore", message="Dataset has no geotransform", category=NotGeoreferencedWarning)
 
 FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 

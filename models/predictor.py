@@ -118,9 +118,13 @@ class Predictor:
 
 def classes_and_confidence(strip: Strip, nodata: int = 255) -> tuple[np.ndarray, np.ndarray]:
     """uint8 class ids (nodata where invalid) and uint8 confidence in percent (0 where invalid)."""
-    best, index = torch.from_numpy(strip.probs).max(dim=0)  # one pass, all cores (numpy: two, on one)
-    classes = index.to(torch.uint8).numpy()
-    confidence = best.mul(100).round_().to(torch.uint8).numpy()
+    probs = torch.from_numpy(strip.probs)
+    h, w = strip.valid.shape
+    classes, confidence = np.empty((h, w), np.uint8), np.empty((h, w), np.uint8)
+    for x in range(0, w, 4096):  # column chunks keep torch's int64 indices small on wide scenes
+        best, index = probs[:, :, x : x + 4096].max(dim=0)  # one pass, all cores (numpy: two, on one)
+        classes[:, x : x + 4096] = index.numpy()
+        confidence[:, x : x + 4096] = best.mul_(100).round_().numpy()
     classes[~strip.valid] = nodata
     confidence[~strip.valid] = 0
     return classes, confidence

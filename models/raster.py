@@ -30,10 +30,10 @@ MAX_PIXELS = int(os.environ.get("LANDSENTRY_MAX_PIXELS", 2_000_000_000))
 MAX_DECODED_PIXELS = int(os.environ.get("LANDSENTRY_MAX_DECODED_PIXELS", 150_000_000))
 """Largest PNG/JPEG accepted; these are decoded whole, so this bounds memory (~600 MB at RGB)."""
 STRETCH_PERCENTILES = (2.0, 98.0)
-os.environ.setdefault("GDAL_CACHEMAX", "256")
-"""GDAL's block cache in MB (its default is 5 % of RAM): every block of a large scene is read or
-written once, in order, so a bigger cache only adds resident memory (1.2 GB of it on a 400 Mpx
-scene). Set GDAL_CACHEMAX yourself to override; it is read when GDAL first caches a block."""
+os.environ.setdefault("GDAL_CACHEMAX", "128")
+"""GDAL's block cache in MB (its default is 5 % of RAM): blocks of a large scene are read and
+written in order, a row of windows at a time, so a bigger cache mostly adds resident memory (1.2 GB
+of it on a 400 Mpx scene). Set GDAL_CACHEMAX yourself to override; it is read when GDAL first caches a block."""
 _READ_ERRORS = (RasterioError, CPLE_BaseError)  # GDAL's CPLE_* errors do not subclass RasterioError
 
 _MAGIC = {
@@ -89,7 +89,11 @@ def scale_to_255(raw: np.ndarray, stretch: tuple[float, float] | None) -> np.nda
     data = raw.astype(np.float32, copy=False)
     if stretch is not None:
         lo, hi = stretch
-        data = np.clip((data - lo) * (255.0 / (hi - lo)), 0, 255)
+        if data is raw:  # never scale the caller's array in place
+            data = data.copy()
+        data -= lo  # in place: a full-width row band of a large scene is hundreds of MB
+        data *= 255.0 / (hi - lo)
+        np.clip(data, 0, 255, out=data)
     return data
 
 
