@@ -16,6 +16,7 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from PIL import Image
 from rasterio.windows import Window
 
 from models.classes import CLASS_ID, CLASS_NAMES, IGNORE_INDEX
@@ -83,7 +84,7 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=1))
 
 
-def overlay_image(source: RasterSource, class_path: Path, regions_present: bool = True) -> "Image.Image":
+def overlay_image(source: RasterSource, class_path: Path, regions_present: bool = True) -> Image.Image:
     """Image | image with class colours, decimated to at most PREVIEW_SIDE pixels a side."""
     info = source.info
     scale = max(info.width, info.height) / PREVIEW_SIDE

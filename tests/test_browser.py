@@ -236,7 +236,7 @@ def test_single_tile_flags_toggle_and_annotate(page, server, tmp_path):
     assert int(pg.inner_text("#annotate-message").split()[0]) > 0  # "N pixel(s) changed"
     pg.screenshot(path=str(tmp_path / "annotate.png"))
     # a second stroke, erasing to ignore, taken back with undo
-    pg.click(f'#class-picker button[data-class-id="255"]')
+    pg.click('#class-picker button[data-class-id="255"]')
     pg.mouse.move(cx, cy - 150)
     pg.mouse.down()
     pg.mouse.move(cx + 100, cy - 150, steps=5)
