@@ -40,8 +40,9 @@ def test_bench_whole_path_with_baseline(cli, tmp_path, tiny_checkpoint):
     assert whole["windows"] == 9  # 3 x 3 windows of 128 with stride 112 over 320 px
     stages = whole["stages_s"]
     assert set(stages) >= {"load_model", "read_preprocess", "model", "stitch", "write_rasters", "polygonize", "write_vectors", "overlay", "other"}
-    for stage in ("load_model", "read_preprocess", "model", "stitch", "write_rasters", "polygonize", "write_vectors", "overlay"):
+    for stage in ("load_model", "model", "stitch", "write_rasters", "polygonize", "write_vectors", "overlay"):
         assert stages[stage] > 0, stage
+    assert stages["read_preprocess"] >= 0  # the wait for reads: the prefetch thread can hide all of it
     assert sum(stages.values()) == pytest.approx(whole["seconds"], rel=0.05, abs=0.05)
     assert report["settings"]["threads"] == torch.get_num_threads() and report["settings"]["batch_size"] == 1
     assert report["settings_resolved"]["backend"] in ("onnx", "eager")
