@@ -22,7 +22,7 @@ from models.errors import LandsentryError
 
 from api import errors
 from api.limits import BodyLimit
-from api.routers import health, interpret, jobs, models, samples, train
+from api.routers import examples, health, interpret, jobs, models, samples, train
 from api.settings import Settings
 from api.store import Store
 from api.versions import ModelHolder, register_initial
@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Roads, earthworks and buildings in satellite and aerial imagery; new ones between two dates; retraining on your samples.")
     app.state.settings = settings
     errors.install(app)
-    for module in (health, interpret, jobs, samples, train, models):
+    for module in (health, interpret, jobs, samples, train, models, examples):
         app.include_router(module.router)
     STATIC.mkdir(exist_ok=True)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

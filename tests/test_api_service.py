@@ -211,3 +211,15 @@ def test_samples_train_activate_and_roll_back(client):
     assert client.post(f"/v1/models/{original}/activate").status_code == 200
     assert client.get("/v1/health").json()["model"]["id"] == original
     assert client.get("/v1/models").json()["active"] == original
+
+
+def test_examples_serve_the_sample_tiles_and_nothing_else(client):
+    listed = client.get("/v1/examples").json()["examples"]
+    assert {e["id"] for e in listed} == {"atlanta", "demo-pair"}
+    pair = next(e for e in listed if e["id"] == "demo-pair")
+    assert set(pair["files"]) == {"image", "before", "permits"}
+    r = client.get(pair["files"]["before"])
+    assert r.status_code == 200 and r.headers["content-type"] == "image/tiff"
+    assert r.content == (ROOT / "sample_tiles" / "demo_before.tif").read_bytes()
+    for name in ("make_demo_pair.py", "README.md", "..%2Fpyproject.toml", "%2Fetc%2Fpasswd"):
+        assert client.get(f"/v1/examples/files/{name}").status_code == 404, name

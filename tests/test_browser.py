@@ -366,3 +366,17 @@ def test_token_field_authorizes_mutating_requests(browser, tmp_path):
         finally:
             context.close()
         assert not errors, errors
+
+
+def test_example_button_interprets_the_demo_pair(page):
+    """The sample tiles are ready in the page: one click fetches the demo pair and its permits and interprets them."""
+    pg = page
+    with pg.expect_response(lambda r: r.url.endswith("/v1/interpret")) as response:
+        pg.click("#examples button[data-example=demo-pair]")
+    assert response.value.status == 200, response.value.text()
+    pg.wait_for_selector("#result-panel:not([hidden])", timeout=JOB_WAIT_MS)
+    job = pg.evaluate("window.landsentry.state.job")
+    assert job["kind"] == "pair"
+    props = [ft["properties"] for ft in job["result"]["flags"]["features"]]
+    assert any(p["kind"] == "new_building" and p["suspected_illegal"] for p in props), props
+    assert _visible_flags(pg, "new_building") == sum(p["kind"] == "new_building" for p in props)

@@ -134,13 +134,38 @@ async function interpret(ev) {
     form.append("image", after);
     if ($("file-before").files[0]) form.append("before", $("file-before").files[0]);
     if ($("file-permits").files[0]) form.append("permits", $("file-permits").files[0]);
-    if ($("wgs84").checked) form.append("wgs84", "true");
-    showProgress("job", { status: "uploading", progress: 0 });
-    let job = await api("/v1/interpret", { method: "POST", body: form });
-    job = await waitForJob(job, (j) => showProgress("job", j));
-    await showResult(job);
-    refreshJobs();
+    await submitInterpretation(form);
   });
+}
+
+/** POST a filled form to /v1/interpret, follow the job, show the result. */
+async function submitInterpretation(form) {
+  if ($("wgs84").checked) form.append("wgs84", "true");
+  showProgress("job", { status: "uploading", progress: 0 });
+  let job = await api("/v1/interpret", { method: "POST", body: form });
+  job = await waitForJob(job, (j) => showProgress("job", j));
+  await showResult(job);
+  refreshJobs();
+}
+
+/** One button per sample the server offers (GET /v1/examples): fetch its files, interpret them. */
+async function loadExamples() {
+  const { examples } = await api("/v1/examples");
+  const box = $("examples");
+  for (const ex of examples) {
+    const button = el("button", { type: "button", "data-example": ex.id }, ex.title);
+    button.addEventListener("click", () => guarded(button, async () => {
+      const form = new FormData();
+      for (const [field, url] of Object.entries(ex.files)) {
+        const res = await fetch(url);
+        if (!res.ok) throw new Error(`cannot fetch the example file ${url} (HTTP ${res.status})`);
+        form.append(field, await res.blob(), url.split("/").pop());
+      }
+      await submitInterpretation(form);
+    }));
+    box.append(button);
+  }
+  box.hidden = examples.length === 0;
 }
 
 async function openJob(id) {
@@ -456,7 +481,7 @@ async function start() {
     const m = health.model || {};
     $("model-info").textContent = `model: ${m.name || m.id || "?"} · ${health.device || ""}`;
   });
-  await Promise.all([refreshSamples(), refreshModels(), refreshJobs()].map((p) => p.catch(showError)));
+  await Promise.all([refreshSamples(), refreshModels(), refreshJobs(), loadExamples()].map((p) => p.catch(showError)));
   document.body.dataset.ready = "true"; // for the browser test: the page has talked to the API
 }
 
