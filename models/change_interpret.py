@@ -33,7 +33,7 @@ from models.classes import CLASS_NAMES, IGNORE_INDEX
 from models.flags import CHANGE_KINDS, Flag, FlagRules, base_kind, make_flags, write_flag_files
 from models.interpret import MIN_AREA_PX, PREVIEW_SIDE, _palette_rows, raster_profile, write_json
 from models.permits import Permits, load_permits
-from models.polygons import Region, add_mean_confidence, vectorize
+from models.polygons import Region, simplify, vectorize
 from models.predictor import Predictor, ProgressFn, classes_and_confidence
 from models.raster import RasterInfo
 from models.render import side_by_side
@@ -170,24 +170,21 @@ def change_regions(raw_path: Path, conf_path: Path, final_path: Path, rules: Fla
     `final_path` = the raster without the dropped ones (so change.tif and the flags agree)."""
     kept: list[Region] = []
     dropped: list = []
-    for code, kind in CHANGE_CODES.items():
-        found = vectorize(raw_path, [code], min_area_m2=0.0, simplify_px=0.0, metric_pixels=metric)
+    # pixel-exact outlines (no simplification yet), so the dropped ones erase exactly their pixels
+    found = vectorize(raw_path, list(CHANGE_CODES), min_area_m2=0.0, simplify_px=0.0, metric_pixels=metric, confidence_path=conf_path)
+    for r in found:
+        kind = CHANGE_CODES[r.class_id]
         limit = rules.min_area_m2[base_kind(kind)]
-        for r in found:
-            big = (r.area_m2 >= limit) if (metric and r.area_m2 is not None) else (r.geometry.area >= MIN_AREA_PX)
-            if big:
-                r.properties["kind"] = kind
-                kept.append(r)
-            else:
-                dropped.append(r.geometry)
+        big = (r.area_m2 >= limit) if (metric and r.area_m2 is not None) else (r.geometry.area >= MIN_AREA_PX)
+        if big:
+            r.properties["kind"] = kind
+            kept.append(r)
+        else:
+            dropped.append(r.geometry)
     _erase(raw_path, final_path, dropped)
     with rasterio.open(final_path) as ds:
         pixel = abs(ds.transform.a * ds.transform.e - ds.transform.b * ds.transform.d) ** 0.5
-    for r in kept:  # simplify by one pixel as models.polygons does, unless that changes the area
-        simple = r.geometry.simplify(pixel, preserve_topology=True)
-        if abs(simple.area - r.geometry.area) <= 0.005 * r.geometry.area:
-            r.geometry = simple
-    add_mean_confidence(kept, final_path, conf_path)
+    simplify(kept, pixel)  # by one pixel, as single-date regions are
     order = {k: i for i, k in enumerate(CHANGE_KINDS)}
     kept.sort(key=lambda r: (order[r.properties["kind"]], -(r.area_m2 if r.area_m2 is not None else r.geometry.area)))
     return kept

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from PIL import Image
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from PIL import Image
 from rasterio.windows import Window
 
 from models.classes import CLASS_ID, CLASS_NAMES, IGNORE_INDEX

@@ -1,8 +1,9 @@
 """Class raster -> polygons with areas in m², block by block so large scenes stay in bounded memory.
 
 Each block is read once and vectorised on its own; components are labelled first and those too
-small to matter never become polygons (most of a scene's regions are specks). Polygons that touch an inner block edge are held back
-and merged across blocks at the end, so a building cut by a block boundary comes out whole.
+small to matter never become polygons (most of a scene's regions are specks). Polygons that touch
+an inner block edge are held back and merged across blocks at the end, so a building cut by a
+block boundary comes out whole.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from rasterio import features
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform_geom
+from rasterio import windows as rio_windows
 from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import mapping, shape
@@ -241,7 +243,7 @@ def vectorize(
         if confidence_path is not None:
             with rasterio.open(confidence_path) as conf_ds:
                 conf = conf_ds.read(1, window=win)
-        return _block_pieces(classes, conf, class_ids, fewest, _inner_edges(win, W, H), windows_transform(transform, win))
+        return _block_pieces(classes, conf, class_ids, fewest, _inner_edges(win, W, H), rio_windows.transform(win, transform))
 
     finished: list[_Piece] = []
     pending: list[_Piece] = []
@@ -266,11 +268,6 @@ def vectorize(
         simplify(regions, simplify_px * pixel)
     regions.sort(key=lambda r: -(r.area_m2 or r.geometry.area))
     return regions
-
-
-def windows_transform(transform, win: Window):
-    """The affine transform of a window of a raster with `transform`."""
-    return rasterio.windows.transform(win, transform)
 
 
 def _cores() -> int:
@@ -305,22 +302,6 @@ def _inner_edges(win: Window, W: int, H: int) -> dict[str, bool]:
     """Which sides of the block face another block (only those need merging)."""
     edges = {"left": win.col_off > 0, "right": win.col_off + win.width < W, "top": win.row_off > 0, "bottom": win.row_off + win.height < H}
     return {k: v for k, v in edges.items() if v}
-
-
-def add_mean_confidence(regions: list[Region], class_path: Path, confidence_path: Path) -> None:
-    """Mean per-pixel confidence (0..1) inside each region, read from just that region's window."""
-    with rasterio.open(class_path) as cls_ds, rasterio.open(confidence_path) as conf_ds:
-        for region in regions:
-            # pixel window of the region for any grid orientation (from_bounds needs north-up, a PNG's grid is not)
-            win = features.geometry_window(cls_ds, [region.geometry])
-            if win.width < 1 or win.height < 1:
-                continue
-            classes = cls_ds.read(1, window=win)
-            conf = conf_ds.read(1, window=win)
-            inside = features.geometry_mask([region.geometry], classes.shape, cls_ds.window_transform(win), invert=True, all_touched=True)
-            sel = inside & (classes == region.class_id)
-            if sel.any():
-                region.confidence = round(float(conf[sel].mean()) / 100.0, 3)
 
 
 def region_properties(region: Region, index: int) -> dict:
