@@ -18,14 +18,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from models.errors import LandsentryError
+from landsentry.models.vocabulary.errors import LandsentryError
 
-from api import errors
-from api.limits import BodyLimit
-from api.routers import examples, health, interpret, jobs, models, samples, train
-from api.settings import Settings
-from api.store import Store
-from api.versions import ModelHolder, register_initial
+from landsentry.api import errors
+from landsentry.api.limits import BodyLimit
+from landsentry.api.routers import examples, health, interpret, jobs, models, samples, train
+from landsentry.api.settings import Settings
+from landsentry.api.store import Store
+from landsentry.api.versions import ModelHolder, register_initial
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("uvicorn.error")
@@ -44,7 +44,7 @@ def hold_data_dir(data_dir: Path):
 
 async def supervise(app: FastAPI, settings: Settings, every_s: float = 2.0) -> None:
     """Restart the worker if it dies (killed for memory, a crash): its running jobs are queued again first."""
-    from api.worker import spawn
+    from landsentry.api.worker import spawn
 
     while True:
         await asyncio.sleep(every_s)
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.worker = None
         supervisor = None
         if settings.worker:
-            from api.worker import spawn
+            from landsentry.api.worker import spawn
 
             app.state.worker = spawn(settings)
             supervisor = asyncio.create_task(supervise(app, settings))

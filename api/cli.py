@@ -18,10 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def preflight(settings) -> None:
     """Refuse clearly (exit 2, one line) what would otherwise fail inside the server's startup."""
-    from api.app import hold_data_dir
-    from api.store import Store
-    from models.checkpoint import load_checkpoint
-    from models.errors import InputError
+    from landsentry.api.app import hold_data_dir
+    from landsentry.api.store import Store
+    from landsentry.models.nn.checkpoint import load_checkpoint
+    from landsentry.models.vocabulary.errors import InputError
 
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         raise InputError(f"--data-dir {settings.data_dir} is a file, not a folder")
@@ -34,8 +34,8 @@ def preflight(settings) -> None:
 def main(argv: list[str]) -> int:
     import uvicorn
 
-    from api.app import create_app
-    from api.settings import Settings
+    from landsentry.api.app import create_app
+    from landsentry.api.settings import Settings
 
     args = build_parser().parse_args(argv)
     overrides = {"data_dir": args.data_dir} if args.data_dir is not None else {}

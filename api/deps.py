@@ -5,9 +5,9 @@ import hmac
 
 from fastapi import Depends, HTTPException, Request
 
-from api.settings import Settings
-from api.store import Store
-from api.versions import ModelHolder
+from landsentry.api.settings import Settings
+from landsentry.api.store import Store
+from landsentry.api.versions import ModelHolder
 
 
 def get_settings(request: Request) -> Settings:

@@ -6,7 +6,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.errors import LandsentryError
+from landsentry.models.vocabulary.errors import LandsentryError
 
 
 class BodyTooLarge(Exception):

@@ -17,13 +17,13 @@ import numpy as np
 import rasterio
 from PIL import Image
 
-from models.align import open_pair
-from models.change_model import ChangeRunner
-from models.errors import InputError, TooLargeError
-from models.interpret import interpret
-from models.permits import load_permits
-from models.predictor import Predictor, ProgressFn
-from models.raster import MAX_DECODED_PIXELS, RasterSource, sniff_format
+from landsentry.models.io.align import open_pair
+from landsentry.models.nn.change_net import ChangeRunner
+from landsentry.models.vocabulary.errors import InputError, TooLargeError
+from landsentry.models.analysis.one_date import interpret
+from landsentry.models.io.permits import load_permits
+from landsentry.models.inference.predictor import Predictor, ProgressFn
+from landsentry.models.io.raster import MAX_DECODED_PIXELS, RasterSource, sniff_format
 
 FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "GTiff": ".tif"}
 CONTRACT_FILES = {  # the page's names for the files it uses -> file name in JOB/out (single, pair)
@@ -91,7 +91,7 @@ def run_interpretation(job_dir: Path, predictor: Predictor, change_runner: Chang
     try:
         pair = before is not None
         if pair:
-            from models.change_interpret import interpret_pair
+            from landsentry.models.analysis.two_dates import interpret_pair
 
             result = interpret_pair(before, after, work, predictor, change_runner, permits=permits, wgs84=wgs84, progress=progress)
         else:

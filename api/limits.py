@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from api.errors import BodyTooLarge
+from landsentry.api.errors import BodyTooLarge
 
 
 class BodyLimit:

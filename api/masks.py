@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.classes import CLASS_NAMES, IGNORE_INDEX
-from models.errors import InputError, TooLargeError, UnsupportedMediaError
-from models.raster import sniff_format
+from landsentry.models.vocabulary.classes import CLASS_NAMES, IGNORE_INDEX
+from landsentry.models.vocabulary.errors import InputError, TooLargeError, UnsupportedMediaError
+from landsentry.models.io.raster import sniff_format
 
 VALID_IDS = set(range(len(CLASS_NAMES))) | {IGNORE_INDEX}
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from models.checkpoint import BUNDLED_CHECKPOINT
+from landsentry.models.nn.checkpoint import BUNDLED_CHECKPOINT
 
 
 def _int(name: str, default: int) -> int:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from models.atomic import atomic_file
+from landsentry.models.vocabulary.atomic import atomic_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -18,11 +18,11 @@ import sys
 import threading
 from pathlib import Path
 
-from models.checkpoint import load_checkpoint
-from models.errors import LandsentryError
+from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.vocabulary.errors import LandsentryError
 
-from api.settings import Settings
-from api.store import Store, atomic_copy
+from landsentry.api.settings import Settings
+from landsentry.api.store import Store, atomic_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_SIZE = 4
@@ -134,7 +134,7 @@ def progress_of(run: Path, epochs: int) -> tuple[float, str]:
 
 def run_child(cmd: list[str], log: Path, threads: int, stop: threading.Event, on_poll=None) -> int:
     """Run a command with output appended to `log`; killed with its parent (Linux) or when `stop` is set."""
-    from api.proc import die_with_parent
+    from landsentry.api.proc import die_with_parent
 
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -213,7 +213,7 @@ def run_train_job(store: Store, settings: Settings, job: dict, stop: threading.E
 
 
 def _public(store: Store, model_id: str) -> dict:
-    from api.versions import public_model
+    from landsentry.api.versions import public_model
 
     return public_model(store.get_model(model_id), store.active_model_id())  # type: ignore[arg-type]
 

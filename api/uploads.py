@@ -6,10 +6,10 @@ from pathlib import Path
 
 from fastapi import UploadFile
 
-from models.errors import InputError
-from models.raster import sniff_format
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.io.raster import sniff_format
 
-from api.inference import FORMAT_SUFFIX
+from landsentry.api.inference import FORMAT_SUFFIX
 
 
 def present(upload: UploadFile | None) -> bool:

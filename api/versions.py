@@ -5,11 +5,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.change_model import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
-from models.checkpoint import Checkpoint, load_checkpoint
-from models.predictor import Predictor
+from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
+from landsentry.models.nn.checkpoint import Checkpoint, load_checkpoint
+from landsentry.models.inference.predictor import Predictor
 
-from api.store import Store, atomic_copy, new_id
+from landsentry.api.store import Store, atomic_copy, new_id
 
 
 def public_model(model: dict, active_id: str | None) -> dict:

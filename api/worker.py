@@ -18,8 +18,8 @@ import time
 import traceback
 from pathlib import Path
 
-from api.settings import Settings
-from api.store import Store
+from landsentry.api.settings import Settings
+from landsentry.api.store import Store
 
 POLL_S = 0.3
 PROGRESS_EVERY_S = 0.5
@@ -27,20 +27,20 @@ PROGRESS_EVERY_S = 0.5
 
 def spawn(settings: Settings) -> subprocess.Popen:
     """Start the worker for the server; it dies with the server (see api.proc)."""
-    from api.proc import die_with_parent
-    from api.train_job import ROOT, child_env
+    from landsentry.api.proc import die_with_parent
+    from landsentry.api.train_job import ROOT, child_env
 
     settings_file = settings.data_dir / "worker-settings.json"
     settings_file.write_text(settings.to_json())
     log = (settings.data_dir / "worker.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "api.worker", "--settings", str(settings_file)], stdout=log,
+    return subprocess.Popen([sys.executable, "-m", "landsentry.api.worker", "--settings", str(settings_file)], stdout=log,
                             stderr=subprocess.STDOUT, env=child_env(settings.threads), cwd=ROOT, preexec_fn=die_with_parent)
 
 
 def interpret_loop(store: Store, settings: Settings, stop: threading.Event, owner: str) -> None:
-    from api.inference import run_interpretation
-    from api.versions import ModelHolder
-    from models.errors import LandsentryError
+    from landsentry.api.inference import run_interpretation
+    from landsentry.api.versions import ModelHolder
+    from landsentry.models.vocabulary.errors import LandsentryError
 
     holder = ModelHolder(store, settings.device)
     while not stop.is_set():
@@ -70,7 +70,7 @@ def interpret_loop(store: Store, settings: Settings, stop: threading.Event, owne
 
 
 def train_loop(store: Store, settings: Settings, stop: threading.Event, owner: str) -> None:
-    from api.train_job import run_train_job
+    from landsentry.api.train_job import run_train_job
 
     while not stop.is_set():
         job = store.claim_job("train", owner)

@@ -61,8 +61,8 @@ def shared_file():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A saved landsentry checkpoint: Lite0 encoder, 16-channel decoder, random weights with a fixed seed."""
-    from models.checkpoint import checkpoint_from_model, save_checkpoint
-    from models.network import build_model
+    from landsentry.models.nn.checkpoint import checkpoint_from_model, save_checkpoint
+    from landsentry.models.nn.network import build_model
 
     torch.manual_seed(0)
     model = build_model("unet_lite0", 3, 6, decoder_channels=(16, 16, 16, 16), pretrained=False)

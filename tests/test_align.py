@@ -15,8 +15,8 @@ from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 from rasterio.windows import Window
 
-from models.align import WarpedSource, WindowedSource, open_pair
-from models.errors import InputError
+from landsentry.models.io.align import WarpedSource, WindowedSource, open_pair
+from landsentry.models.vocabulary.errors import InputError
 
 BEFORE = "naip_pair/m_4709963_se_14_1_20100629.tif"
 AFTER = "naip_pair/m_4709963_se_14_1_20200831.tif"

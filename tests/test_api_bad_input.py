@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from api.app import create_app
-from api.settings import Settings
+from landsentry.api.app import create_app
+from landsentry.api.settings import Settings
 from tests.conftest import ROOT
 
 TILE = ROOT / "sample_tiles" / "spacenet_atlanta_pan.tif"
@@ -143,7 +143,7 @@ def test_train_needs_samples_and_valid_options(client):
 
 
 def test_page_and_static_are_served(client):
-    from api.app import STATIC
+    from landsentry.api.app import STATIC
 
     page = client.get("/")
     if (STATIC / "index.html").is_file():
@@ -196,8 +196,8 @@ def test_serve_refuses_bad_setup_in_one_line(tmp_path, cli):
 
 
 def test_one_server_per_data_dir(tmp_path, tiny_checkpoint):
-    from api.app import hold_data_dir
-    from models.errors import LandsentryError
+    from landsentry.api.app import hold_data_dir
+    from landsentry.models.vocabulary.errors import LandsentryError
 
     held = hold_data_dir(tmp_path)
     try:

@@ -102,8 +102,8 @@ class Server:
 
 @pytest.fixture
 def checkpoint(tmp_path) -> Path:
-    from models.checkpoint import checkpoint_from_model, save_checkpoint
-    from models.network import build_model
+    from landsentry.models.nn.checkpoint import checkpoint_from_model, save_checkpoint
+    from landsentry.models.nn.network import build_model
 
     torch.manual_seed(0)
     arch = {"name": "unet_lite0", "in_channels": 3, "num_classes": 6, "decoder_channels": [16, 16, 16, 16]}

@@ -18,8 +18,8 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from api.app import create_app
-from api.settings import Settings
+from landsentry.api.app import create_app
+from landsentry.api.settings import Settings
 from tests.conftest import ROOT, require_shared
 
 TILE = ROOT / "sample_tiles" / "spacenet_atlanta_pan.tif"  # real 900x900 GeoTIFF (SpaceNet, CC BY-SA 4.0)
@@ -47,8 +47,8 @@ def scene(seed: int, h: int = 96, w: int = 128, house: bool = True) -> tuple[np.
 def trainable_checkpoint(tmp_path_factory) -> Path:
     """Like conftest's tiny_checkpoint, but with the architecture stored as `landsentry train` stores it
     (a list of decoder channels), so `--init-from` accepts it."""
-    from models.checkpoint import checkpoint_from_model, save_checkpoint
-    from models.network import build_model
+    from landsentry.models.nn.checkpoint import checkpoint_from_model, save_checkpoint
+    from landsentry.models.nn.network import build_model
 
     torch.manual_seed(0)
     arch = {"name": "unet_lite0", "in_channels": 3, "num_classes": 6, "decoder_channels": [16, 16, 16, 16]}

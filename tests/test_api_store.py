@@ -1,7 +1,7 @@
 """The SQLite store: restart recovery rules, one train job at a time, claims, idempotent model registration."""
 from __future__ import annotations
 
-from api.store import MAX_ATTEMPTS, Store
+from landsentry.api.store import MAX_ATTEMPTS, Store
 
 
 def test_recovery_requeues_or_fails_with_a_reason(tmp_path):

@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from tests.conftest import require_shared
-from models import backends
-from models.checkpoint import load_checkpoint
-from models.errors import InputError
-from models.predictor import Predictor
+from landsentry.models.inference import backends
+from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.inference.predictor import Predictor
 
 pytest.importorskip("onnxruntime")
 

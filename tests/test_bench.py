@@ -14,7 +14,7 @@ import rasterio
 import torch
 from affine import Affine
 
-from models import bench
+from landsentry.models.cli import bench
 
 TINY = ["--tile", "128", "--overlap", "16"]
 
@@ -28,7 +28,7 @@ def _run(cli, tmp_path, *args) -> dict:
 
 
 def test_bench_whole_path_with_baseline(cli, tmp_path, tiny_checkpoint):
-    import models.torchvision_compat  # noqa: F401  (smp imports torchvision)
+    import landsentry.models.nn.torchvision_compat  # noqa: F401  (smp imports torchvision)
 
     pytest.importorskip("segmentation_models_pytorch")
     report = _run(cli, tmp_path, "--megapixels", "0.1", "--checkpoint", tiny_checkpoint, "--baseline-tiles", "2", *TINY)
@@ -117,7 +117,7 @@ def test_bench_cuda_without_gpu(cli, tmp_path):
 
 
 def test_bench_backend_not_installed(cli, tmp_path, monkeypatch):
-    from models import backends
+    from landsentry.models.inference import backends
 
     monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
     code, _, stderr = cli(["bench", "--backend", "onnx", "--json", tmp_path / "b.json"])

@@ -78,7 +78,7 @@ def _serve(data: Path, **env_extra: str):
         env.pop("LANDSENTRY_TOKEN", None)
     port = _free_port()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "landsentry.py"), "serve", "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "landsentry", "serve", "--port", str(port),
                                  "--data-dir", str(data), "--log-level", "warning"],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"

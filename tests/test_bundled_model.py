@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from models.checkpoint import BUNDLED_CHECKPOINT, load_checkpoint
-from models.classes import CLASS_ID, DUBAI_TO_SCHEMA, remap
-from models.predictor import Predictor
+from landsentry.models.nn.checkpoint import BUNDLED_CHECKPOINT, load_checkpoint
+from landsentry.models.vocabulary.classes import CLASS_ID, DUBAI_TO_SCHEMA, remap
+from landsentry.models.inference.predictor import Predictor
 from tests.conftest import require_shared
 
 

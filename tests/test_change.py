@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.change import (
+from landsentry.models.analysis.change import (
     NEW_BUILDING, NEW_EARTHWORK, NEW_ROAD, NODATA, ChangeParams, StripChange, change_map, clean_masks, drop_small_regions,
     learned_change_mask,
 )
-from models.classes import CLASS_ID
+from landsentry.models.vocabulary.classes import CLASS_ID
 
 K = 6
 B, R, S, V = CLASS_ID["building"], CLASS_ID["road"], CLASS_ID["bare_soil"], CLASS_ID["vegetation"]

@@ -17,8 +17,8 @@ import rasterio
 from PIL import Image
 from shapely.geometry import box, shape
 
-from models.change_model import BUNDLED_CHANGE_CHECKPOINT
-from models.checkpoint import BUNDLED_CHECKPOINT
+from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT
+from landsentry.models.nn.checkpoint import BUNDLED_CHECKPOINT
 
 pytestmark = pytest.mark.skipif(not BUNDLED_CHECKPOINT.is_file(), reason="no bundled model in this checkout")
 

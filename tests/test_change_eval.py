@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.change_eval_cli import find_pairs, scores
-from models.errors import InputError
+from landsentry.models.cli.evaluate_change import find_pairs, scores
+from landsentry.models.vocabulary.errors import InputError
 
 FAST = ["--tile", "256", "--overlap", "32"]
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.change_model import (
+from landsentry.models.nn.change_net import (
     ARCH_NAME, BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, SiameseChangeNet, change_arch, load_change_model,
 )
-from models.checkpoint import Checkpoint, save_checkpoint
-from models.encoder import IMAGENET_MEAN, IMAGENET_STD
-from models.errors import CheckpointError
+from landsentry.models.nn.checkpoint import Checkpoint, save_checkpoint
+from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD
+from landsentry.models.vocabulary.errors import CheckpointError
 
 FAST = ["--tile", "256", "--overlap", "32", "--quiet"]
 
@@ -72,7 +72,7 @@ def test_missing_head_weights_are_refused(model, tmp_path):
 
 
 def test_runner_strips_cover_the_pair(model, shared_file):
-    from models.align import open_pair
+    from landsentry.models.io.align import open_pair
 
     pair_dir = shared_file("levir_cd/test/A/test_2_0000_0000.png").parents[1]
     runner = ChangeRunner(model, tile=128, overlap=16, device="cpu")
@@ -85,7 +85,7 @@ def test_runner_strips_cover_the_pair(model, shared_file):
 
 def test_learned_model_in_the_pair_path(model, shared_file, tmp_path, cli, tiny_checkpoint):
     """Combined with the class comparison: a model that sees no change vetoes unsure flags, one that sees change everywhere vetoes nothing."""
-    from models.checkpoint import load_checkpoint
+    from landsentry.models.nn.checkpoint import load_checkpoint
 
     sharp = load_checkpoint(tiny_checkpoint)
     sharp.state_dict = dict(sharp.state_dict)

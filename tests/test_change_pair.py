@@ -23,8 +23,8 @@ from rasterio.warp import calculate_default_transform, reproject, transform_geom
 from rasterio.windows import Window
 from shapely.geometry import box, mapping, shape
 
-from models.change import CHANGE_CODES, NODATA
-from models.flags import CHANGE_KINDS, CSV_COLUMNS
+from landsentry.models.analysis.change import CHANGE_CODES, NODATA
+from landsentry.models.analysis.flags import CHANGE_KINDS, CSV_COLUMNS
 
 BEFORE = "naip_pair/m_4709963_se_14_1_20100629.tif"
 AFTER = "naip_pair/m_4709963_se_14_1_20200831.tif"
@@ -38,7 +38,7 @@ WGS84 = CRS.from_epsg(4326)
 @pytest.fixture(scope="session")
 def sharp_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
     """The tiny checkpoint with its head weights x40: confident, spatially varied classes."""
-    from models.checkpoint import load_checkpoint, save_checkpoint
+    from landsentry.models.nn.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(tiny_checkpoint)
     ckpt.state_dict = dict(ckpt.state_dict)
@@ -330,8 +330,8 @@ def test_bad_input_is_one_clear_error(case, shared_file, tiny_checkpoint, cli, t
 
 
 def test_failure_midway_leaves_nothing(shared_file, tiny_checkpoint, cli, tmp_path, monkeypatch):
-    from models import change_interpret
-    from models.errors import InputError
+    from landsentry.models.analysis import two_dates as change_interpret
+    from landsentry.models.vocabulary.errors import InputError
 
     def boom(*args, **kwargs):
         raise InputError("simulated failure after the rasters were written")

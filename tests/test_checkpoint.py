@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from models import checkpoint as checkpoint_module
-from models.checkpoint import FORMAT, FORMAT_VERSION, Checkpoint, checkpoint_from_model, load_checkpoint, save_checkpoint
-from models.classes import schema_dict
-from models.errors import CheckpointError
-from models.network import build_model
+from landsentry.models.nn import checkpoint as checkpoint_module
+from landsentry.models.nn.checkpoint import FORMAT, FORMAT_VERSION, Checkpoint, checkpoint_from_model, load_checkpoint, save_checkpoint
+from landsentry.models.vocabulary.classes import schema_dict
+from landsentry.models.vocabulary.errors import CheckpointError
+from landsentry.models.nn.network import build_model
 
 ARCH = {"name": "unet_lite0", "in_channels": 4, "num_classes": 6, "decoder_channels": (16, 16, 16, 16)}
 

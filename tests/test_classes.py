@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.classes import (
+from landsentry.models.vocabulary.classes import (
     CLASS_ID, CLASS_NAMES, CLASSES, DUBAI_TO_SCHEMA, IGNORE_INDEX, LOVEDA_TO_SCHEMA, NUM_CLASSES,
     lookup_table, palette, remap, schema_dict,
 )

@@ -1,14 +1,14 @@
 """The `landsentry` dispatcher: help, unknown commands, and subcommand help."""
 from __future__ import annotations
 
-import landsentry
+from landsentry.cli import COMMANDS
 
 
 def test_help_lists_the_commands(cli):
     code, out, err = cli(["--help"])
     assert code == 0 and err == ""
     assert out.startswith("usage: landsentry COMMAND")
-    for name in landsentry.COMMANDS:
+    for name in COMMANDS:
         assert f"  {name} " in out
     assert "predict" in out
 

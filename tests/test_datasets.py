@@ -11,9 +11,9 @@ from tests.conftest import SHARED, require_shared
 import torch
 from PIL import Image
 
-from models.classes import DUBAI_TO_SCHEMA, IGNORE_INDEX, LOVEDA_TO_SCHEMA, lookup_table
-from models.errors import InputError
-from training.datasets import (
+from landsentry.models.vocabulary.classes import DUBAI_TO_SCHEMA, IGNORE_INDEX, LOVEDA_TO_SCHEMA, lookup_table
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.training.datasets import (
     DUBAI_VAL_GROUPS,
     ChangePairDataset,
     LevirCDDataset,
@@ -30,7 +30,7 @@ from training.datasets import (
     split_by_group,
     sztaki_pairs,
 )
-from training.transforms import eval_transform, pair_train_transform, train_transform
+from landsentry.training.transforms import eval_transform, pair_train_transform, train_transform
 
 SCHEMA_VALUES = {0, 1, 2, 3, 4, 5, IGNORE_INDEX}
 

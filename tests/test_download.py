@@ -20,8 +20,8 @@ if str(ROOT) not in sys.path:  # the repo is used in place, not installed into t
     sys.path.insert(0, str(ROOT))
 
 import landsentry  # noqa: E402
-from models.errors import InputError  # noqa: E402
-from training import download  # noqa: E402
+from landsentry.models.vocabulary.errors import InputError  # noqa: E402
+from landsentry.training import download  # noqa: E402
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):

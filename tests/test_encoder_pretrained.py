@@ -9,11 +9,11 @@ from torch.nn import functional as F
 
 skimage_data = pytest.importorskip("skimage.data")  # scikit-image is a test dependency (real photos)
 
-from models.encoder import (  # noqa: E402
+from landsentry.models.nn.encoder import (  # noqa: E402
     IMAGENET_MEAN, IMAGENET_STD, EfficientNetLite0Classifier, EfficientNetLite0Encoder, adapt_first_conv,
     imagenet_state_dict, imagenet_weights_path, lite0_name_map, load_imagenet_weights,
 )
-from models.network import build_model  # noqa: E402
+from landsentry.models.nn.network import build_model  # noqa: E402
 
 CATS = set(range(281, 286))  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.backends import InferenceHead
-from models.checkpoint import load_checkpoint
+from landsentry.models.inference.backends import InferenceHead
+from landsentry.models.nn.checkpoint import load_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -11,10 +11,10 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import box, shape
 
-from models.classes import CLASS_ID
-from models.flags import CSV_COLUMNS, FlagRules, flag_items, make_flags, summary_rows, write_flag_files
-from models.permits import load_permits
-from models.polygons import Region
+from landsentry.models.vocabulary.classes import CLASS_ID
+from landsentry.models.analysis.flags import CSV_COLUMNS, FlagRules, flag_items, make_flags, summary_rows, write_flag_files
+from landsentry.models.io.permits import load_permits
+from landsentry.models.analysis.polygons import Region
 
 UTM = CRS.from_epsg(26914)
 T = Affine(1.0, 0, 486000, 0, -1.0, 5207100)  # 1 m pixels

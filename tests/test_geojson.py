@@ -7,7 +7,7 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 from shapely.geometry import Polygon, box, mapping, shape
 
-from models.geojson import write_features
+from landsentry.models.io.geojson import write_features
 
 UTM = CRS.from_epsg(32616)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.network import ARCHITECTURES, DEFAULT_DECODER_CHANNELS, build_model, count_flops
+from landsentry.models.nn.network import ARCHITECTURES, DEFAULT_DECODER_CHANNELS, build_model, count_flops
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)

@@ -12,8 +12,8 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
-from models.errors import InputError
-from models.permits import load_permits
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.io.permits import load_permits
 
 UTM = CRS.from_epsg(26914)
 PARCEL = box(486000, 5207000, 486200, 5207100)  # 200 m x 100 m in UTM 14N

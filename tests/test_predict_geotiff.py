@@ -22,10 +22,10 @@ from rasterio.warp import transform_bounds
 from shapely.geometry import box, shape
 from skimage import measure
 
-from models import interpret as interpret_module
-from models.classes import CLASS_ID, IGNORE_INDEX
-from models.interpret import DEFAULT_MIN_AREA_M2, KINDS
-from models.polygons import vectorize
+from landsentry.models.analysis import one_date as interpret_module
+from landsentry.models.vocabulary.classes import CLASS_ID, IGNORE_INDEX
+from landsentry.models.analysis.one_date import DEFAULT_MIN_AREA_M2, KINDS
+from landsentry.models.analysis.polygons import vectorize
 
 NAIP = "naip_pair/m_4709963_se_14_1_20100629.tif"
 SPACENET = "spacenet_atlanta/sample_geotiff.tif"

@@ -19,9 +19,9 @@ from PIL import Image
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from models import raster
-from models.errors import InputError, TooLargeError, UnsupportedMediaError
-from models.raster import ArraySource, RasterSource, sniff_format
+from landsentry.models.io import raster
+from landsentry.models.vocabulary.errors import InputError, TooLargeError, UnsupportedMediaError
+from landsentry.models.io.raster import ArraySource, RasterSource, sniff_format
 
 UTM = CRS.from_epsg(32616)
 

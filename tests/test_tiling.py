@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.checkpoint import load_checkpoint
-from models.predictor import Predictor
-from models.tiling import StripStitcher, blend_weights, window_starts
+from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.inference.predictor import Predictor
+from landsentry.models.inference.tiling import StripStitcher, blend_weights, window_starts
 
 ODD_LENGTHS = [1, 31, 511, 512, 513, 1000, 1025]
 
@@ -171,7 +171,7 @@ def test_stitch_windows_prefetches_each_row_once_in_order():
     """The reader runs one row ahead in its own thread; strips and progress are as without prefetching."""
     import threading
 
-    from models.tiling import stitch_windows
+    from landsentry.models.inference.tiling import stitch_windows
 
     image = np.random.default_rng(0).random((2, 300, 250)).astype(np.float32)
     calls: list[tuple[int, str]] = []

@@ -19,7 +19,7 @@ COMPAT_SCRIPT = textwrap.dedent(
     """
     import json
     import torch
-    from models.torchvision_compat import EXTENSION_MISSING, torchvision
+    from landsentry.models.nn.torchvision_compat import EXTENSION_MISSING, torchvision
     from torchvision import tv_tensors
     from torchvision.transforms import v2
 

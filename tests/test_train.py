@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import landsentry
-from models.checkpoint import load_checkpoint
+from landsentry.models.nn.checkpoint import load_checkpoint
 from tests.conftest import ROOT, require_shared
 
 TINY = ["--decoder-channels", "16", "16", "16", "16", "--crop-size", "64", "--batch-size", "2",
@@ -166,7 +166,7 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path, val_folder):
     """torchrun with two gloo processes on CPU: both ranks end with the same weights."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(ROOT / "landsentry.py"),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "landsentry",
            "train", "--data", f"folder:{val_folder}", "--epochs", "1", "--out", str(out), "--no-pretrained",
            *TINY, "--threads", "1", "--samples-per-epoch", "8"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)

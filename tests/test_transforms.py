@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from models.classes import IGNORE_INDEX
-from training.transforms import (
+from landsentry.models.vocabulary.classes import IGNORE_INDEX
+from landsentry.training.transforms import (
     ColorJitter,
     Compose,
     RandomFlipRotate,

@@ -13,8 +13,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.errors import InputError
-from models.network import DEFAULT_ARCHITECTURE
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.nn.network import DEFAULT_ARCHITECTURE
 
 
 @dataclass

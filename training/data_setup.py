@@ -11,13 +11,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from models.classes import CLASS_NAMES, NUM_CLASSES
-from models.errors import InputError
-from training.config import TrainConfig
-from training.datasets import (
+from landsentry.models.vocabulary.classes import CLASS_NAMES, NUM_CLASSES
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.training.config import TrainConfig
+from landsentry.training.datasets import (
     Record, SegmentationDataset, class_pixel_counts, dubai_records, folder_records, groups_of, loveda_records, split_by_group,
 )
-from training.transforms import train_transform
+from landsentry.training.transforms import train_transform
 
 LAYOUTS = {"dubai": dubai_records, "loveda": loveda_records, "folder": folder_records}
 

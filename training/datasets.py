@@ -32,9 +32,9 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
-from models.classes import CLASS_ID, CLASS_NAMES, DUBAI_TO_SCHEMA, IGNORE_INDEX, LOVEDA_TO_SCHEMA, NUM_CLASSES
-from models.errors import InputError
-from models.raster import MAX_DECODED_PIXELS, RasterSource, _check_pixels, sniff_format
+from landsentry.models.vocabulary.classes import CLASS_ID, CLASS_NAMES, DUBAI_TO_SCHEMA, IGNORE_INDEX, LOVEDA_TO_SCHEMA, NUM_CLASSES
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.io.raster import MAX_DECODED_PIXELS, RasterSource, _check_pixels, sniff_format
 
 Code = int | tuple[int, int, int]
 """A mask code: an integer (index masks) or an (R, G, B) colour (colour-coded masks)."""

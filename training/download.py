@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from tqdm import tqdm
 
-from models.errors import InputError
+from landsentry.models.vocabulary.errors import InputError
 
 # Official archives: Zenodo record 5706578 (doi:10.5281/zenodo.5706578). URLs and MD5s as published in
 # torchgeo's `LoveDA.info_dict` (github.com/microsoft/torchgeo, torchgeo/datasets/loveda.py).

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.classes import IGNORE_INDEX
+from landsentry.models.vocabulary.classes import IGNORE_INDEX
 
 
 def balanced_class_weights(pixel_counts: torch.Tensor, power: float = 0.5, max_ratio: float = 10.0) -> torch.Tensor:

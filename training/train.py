@@ -23,18 +23,18 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from models.checkpoint import Checkpoint, checkpoint_from_model, load_checkpoint, save_checkpoint
-from models.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, schema_dict
-from models.encoder import IMAGENET_MEAN, IMAGENET_STD
-from models.errors import CheckpointError
-from models.network import build_model
-from models.predictor import Predictor, resolve_device
-from training import distributed as dist_utils
-from training.config import TrainConfig, add_config_arguments, config_dict, config_values, make_config
-from training.curves import plot_curves
-from training.data_setup import DataSetup, build_data
-from training.losses import CEDiceLoss, balanced_class_weights
-from training.metrics import ConfusionMatrix
+from landsentry.models.nn.checkpoint import Checkpoint, checkpoint_from_model, load_checkpoint, save_checkpoint
+from landsentry.models.vocabulary.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, schema_dict
+from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD
+from landsentry.models.vocabulary.errors import CheckpointError
+from landsentry.models.nn.network import build_model
+from landsentry.models.inference.predictor import Predictor, resolve_device
+from landsentry.training import distributed as dist_utils
+from landsentry.training.config import TrainConfig, add_config_arguments, config_dict, config_values, make_config
+from landsentry.training.curves import plot_curves
+from landsentry.training.data_setup import DataSetup, build_data
+from landsentry.training.losses import CEDiceLoss, balanced_class_weights
+from landsentry.models.data.metrics import ConfusionMatrix
 
 
 def train_one_epoch(

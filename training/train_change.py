@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from models.change_model import DEFAULT_CHANGE_CHANNELS, SiameseChangeNet, change_arch, normalize
-from models.checkpoint import Checkpoint, save_checkpoint
-from models.classes import IGNORE_INDEX
-from models.encoder import IMAGENET_MEAN, IMAGENET_STD
-from training.datasets import ChangePairDataset, levir_pairs, split_by_group, sztaki_pairs
-from training.transforms import pair_train_transform
+from landsentry.models.nn.change_net import DEFAULT_CHANGE_CHANNELS, SiameseChangeNet, change_arch, normalize
+from landsentry.models.nn.checkpoint import Checkpoint, save_checkpoint
+from landsentry.models.vocabulary.classes import IGNORE_INDEX
+from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD
+from landsentry.training.datasets import ChangePairDataset, levir_pairs, split_by_group, sztaki_pairs
+from landsentry.training.transforms import pair_train_transform
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

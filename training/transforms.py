@@ -18,7 +18,7 @@ from typing import Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
-from models.classes import CLASS_ID, IGNORE_INDEX
+from landsentry.models.vocabulary.classes import CLASS_ID, IGNORE_INDEX
 
 IMAGE_KEYS: tuple[str, ...] = ("image", "before", "after")
 LABEL_KEYS: tuple[str, ...] = ("mask", "change")

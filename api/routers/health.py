@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from models.change import CHANGE_CODES, CODE_COLOURS
-from models.classes import CLASS_ID, CLASSES, IGNORE_INDEX
-from models.flags import BASE_KINDS
+from landsentry.models.analysis.change import CHANGE_CODES, CODE_COLOURS
+from landsentry.models.vocabulary.classes import CLASS_ID, CLASSES, IGNORE_INDEX
+from landsentry.models.analysis.flags import BASE_KINDS
 
-from api.deps import get_holder, get_store
-from api.store import Store
-from api.versions import ModelHolder, public_model
+from landsentry.api.deps import get_holder, get_store
+from landsentry.api.store import Store
+from landsentry.api.versions import ModelHolder, public_model
 
 router = APIRouter(prefix="/v1", tags=["service"])
 KIND_CLASS = {"building": "building", "road": "road", "earthwork": "bare_soil"}

@@ -14,15 +14,15 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from models.errors import LandsentryError
+from landsentry.models.vocabulary.errors import LandsentryError
 
-from api.deps import get_holder, get_settings, get_store, require_token
-from api.inference import check_inputs, probe_size, run_interpretation
-from api.routers.jobs import public_job
-from api.settings import Settings
-from api.store import Store, new_id
-from api.uploads import present, save_file, save_image
-from api.versions import ModelHolder
+from landsentry.api.deps import get_holder, get_settings, get_store, require_token
+from landsentry.api.inference import check_inputs, probe_size, run_interpretation
+from landsentry.api.routers.jobs import public_job
+from landsentry.api.settings import Settings
+from landsentry.api.store import Store, new_id
+from landsentry.api.uploads import present, save_file, save_image
+from landsentry.api.versions import ModelHolder
 
 router = APIRouter(prefix="/v1", tags=["interpret"])
 

@@ -6,10 +6,10 @@ import re
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 
-from api.deps import get_store
-from api.inference import public_result
-from api.store import Store
-from api.versions import public_model
+from landsentry.api.deps import get_store
+from landsentry.api.inference import public_result
+from landsentry.api.store import Store
+from landsentry.api.versions import public_model
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from api.deps import get_holder, get_store, require_token
-from api.store import Store
-from api.versions import ModelHolder, public_model
+from landsentry.api.deps import get_holder, get_store, require_token
+from landsentry.api.store import Store
+from landsentry.api.versions import ModelHolder, public_model
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -8,16 +8,16 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile
 from PIL import Image
 
-from models.errors import InputError
-from models.raster import RasterSource
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.io.raster import RasterSource
 
-from api.deps import get_holder, get_settings, get_store, require_token
-from api.inference import probe_size
-from api.masks import class_pixels, read_mask
-from api.settings import Settings
-from api.store import Store, atomic_copy, atomic_write_bytes, new_id
-from api.uploads import present, save_file, save_image
-from api.versions import ModelHolder
+from landsentry.api.deps import get_holder, get_settings, get_store, require_token
+from landsentry.api.inference import probe_size
+from landsentry.api.masks import class_pixels, read_mask
+from landsentry.api.settings import Settings
+from landsentry.api.store import Store, atomic_copy, atomic_write_bytes, new_id
+from landsentry.api.uploads import present, save_file, save_image
+from landsentry.api.versions import ModelHolder
 
 router = APIRouter(prefix="/v1/samples", tags=["samples"])
 

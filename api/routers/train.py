@@ -7,10 +7,10 @@ from fastapi import APIRouter, Body, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import get_store, require_token
-from api.routers.jobs import public_job
-from api.store import Store, new_id
-from api.train_job import DEFAULT_EPOCHS, DEFAULT_STEPS, crop_size, snapshot_samples
+from landsentry.api.deps import get_store, require_token
+from landsentry.api.routers.jobs import public_job
+from landsentry.api.store import Store, new_id
+from landsentry.api.train_job import DEFAULT_EPOCHS, DEFAULT_STEPS, crop_size, snapshot_samples
 
 router = APIRouter(prefix="/v1", tags=["train"])
 

@@ -33,13 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.atomic import write_atomic
-from models.errors import InputError
+from landsentry.models.vocabulary.atomic import write_atomic
+from landsentry.models.vocabulary.errors import InputError
 
 BACKENDS = ("auto", "eager", "compile", "onnx", "onnx-int8")
 PRECISIONS = ("float32", "float16", "bfloat16")
 ONNX_OPSET = 17
-CALIBRATION_IMAGE = Path(__file__).resolve().parents[1] / "sample_tiles" / "spacenet_atlanta_pan.tif"
+CALIBRATION_IMAGE = Path(__file__).resolve().parents[2] / "sample_tiles" / "spacenet_atlanta_pan.tif"
 """Real imagery the int8 backend calibrates on when no other images are given (shipped with the repo)."""
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
@@ -185,7 +185,7 @@ def calibration_windows(in_channels: int, images: list[str | Path] | None = None
     """Windows (1 x C x size x size, 0..255) of real images for int8 calibration, with their mirror images."""
     from rasterio.windows import Window
 
-    from models.raster import RasterSource
+    from landsentry.models.io.raster import RasterSource
 
     paths = [Path(p) for p in images] if images else [CALIBRATION_IMAGE]
     windows: list[np.ndarray] = []

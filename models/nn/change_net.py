@@ -23,14 +23,14 @@ from rasterio.windows import Window
 from torch import nn
 from torch.nn import functional as F
 
-from models.checkpoint import Checkpoint, load_checkpoint
-from models.encoder import IMAGENET_MEAN, IMAGENET_STD, EfficientNetLite0Encoder, load_imagenet_weights
-from models.errors import CheckpointError
-from models.predictor import ProgressFn, default_batch_size, resolve_device
-from models.tiling import StripStitcher, default_overlap, stitch_windows
+from landsentry.models.nn.checkpoint import Checkpoint, load_checkpoint
+from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD, EfficientNetLite0Encoder, load_imagenet_weights
+from landsentry.models.vocabulary.errors import CheckpointError
+from landsentry.models.inference.predictor import ProgressFn, default_batch_size, resolve_device
+from landsentry.models.inference.tiling import StripStitcher, default_overlap, stitch_windows
 
 ARCH_NAME = "siamese_lite0_change"
-BUNDLED_CHANGE_CHECKPOINT = Path(__file__).parent / "weights" / "landsentry-change.pt"
+BUNDLED_CHANGE_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "landsentry-change.pt"
 TAPS = (1, 2, 3, 4)  # encoder outputs used: strides 4, 8, 16, 32
 DEFAULT_CHANGE_CHANNELS: tuple[int, ...] = (32, 32, 32, 32)
 

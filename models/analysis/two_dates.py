@@ -26,17 +26,17 @@ from rasterio.windows import Window
 from shapely import STRtree
 from shapely.geometry import box
 
-from models.align import AlignedPair, open_pair
-from models.change import CHANGE_CODES, CODE_COLOURS, NODATA, ChangeParams, StripChange
-from models.change_model import ChangeRunner
-from models.classes import CLASS_NAMES, IGNORE_INDEX
-from models.flags import CHANGE_KINDS, Flag, FlagRules, base_kind, make_flags, write_flag_files
-from models.interpret import MIN_AREA_PX, PREVIEW_SIDE, _palette_rows, raster_profile, write_json
-from models.permits import Permits, load_permits
-from models.polygons import Region, simplify, vectorize
-from models.predictor import Predictor, ProgressFn, classes_and_confidence
-from models.raster import RasterInfo
-from models.render import side_by_side
+from landsentry.models.io.align import AlignedPair, open_pair
+from landsentry.models.analysis.change import CHANGE_CODES, CODE_COLOURS, NODATA, ChangeParams, StripChange
+from landsentry.models.nn.change_net import ChangeRunner
+from landsentry.models.vocabulary.classes import CLASS_NAMES, IGNORE_INDEX
+from landsentry.models.analysis.flags import CHANGE_KINDS, Flag, FlagRules, base_kind, make_flags, write_flag_files
+from landsentry.models.analysis.one_date import MIN_AREA_PX, PREVIEW_SIDE, _palette_rows, raster_profile, write_json
+from landsentry.models.io.permits import Permits, load_permits
+from landsentry.models.analysis.polygons import Region, simplify, vectorize
+from landsentry.models.inference.predictor import Predictor, ProgressFn, classes_and_confidence
+from landsentry.models.io.raster import RasterInfo
+from landsentry.models.io.render import side_by_side
 
 SUSPECT_COLOUR = (255, 0, 255)
 

@@ -27,10 +27,10 @@ from rasterio import features
 from rasterio.crs import CRS
 from shapely.geometry.base import BaseGeometry
 
-from models.classes import CLASS_ID, CLASS_NAMES
-from models.geojson import write_features
-from models.permits import Permits
-from models.polygons import Region
+from landsentry.models.vocabulary.classes import CLASS_ID, CLASS_NAMES
+from landsentry.models.io.geojson import write_features
+from landsentry.models.io.permits import Permits
+from landsentry.models.analysis.polygons import Region
 
 BASE_KINDS: tuple[str, ...] = ("building", "road", "earthwork")
 CHANGE_KINDS: tuple[str, ...] = tuple(f"new_{k}" for k in BASE_KINDS)
@@ -173,7 +173,7 @@ def single_date_flags(workdir: Path, regions: list[Region], crs: CRS | None, per
                       rules: FlagRules | None = None, wgs84: bool = False) -> dict:
     """One image: its building/road/earthwork regions as flags (before_class null), written like the
     pair's, rule (b) applied when permits are given; returns what goes into summary.json."""
-    from models.permits import load_permits
+    from landsentry.models.io.permits import load_permits
 
     rules = rules or FlagRules()
     if permits is not None and not isinstance(permits, Permits):

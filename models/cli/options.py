@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from models.errors import InputError
+from landsentry.models.vocabulary.errors import InputError
 
 
 def check_common_options(args: argparse.Namespace) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from models.classes import CLASS_ID
+from landsentry.models.vocabulary.classes import CLASS_ID
 
 NONE, NEW_BUILDING, NEW_ROAD, NEW_EARTHWORK, NODATA = 0, 1, 2, 3, 255
 CHANGE_CODES: dict[int, str] = {NEW_BUILDING: "new_building", NEW_ROAD: "new_road", NEW_EARTHWORK: "new_earthwork"}
@@ -218,7 +218,7 @@ def drop_small_regions(codes: np.ndarray, min_pixels: dict[int, float]) -> np.nd
     The file path applies the same rule on polygons (`models.change_interpret.change_regions`);
     this one serves evaluation on small arrays.
     """
-    from models.polygons import label_components
+    from landsentry.models.analysis.polygons import label_components
 
     out = codes.copy()
     for code, limit in min_pixels.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from models.classes import CLASSES, palette
+from landsentry.models.vocabulary.classes import CLASSES, palette
 
 LEGEND_ROW = 22
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.classes import CLASS_NAMES, IGNORE_INDEX
+from landsentry.models.vocabulary.classes import CLASS_NAMES, IGNORE_INDEX
 
 
 class ConfusionMatrix:

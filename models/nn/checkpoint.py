@@ -13,15 +13,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.classes import IGNORE_INDEX, schema_dict
-from models.atomic import atomic_file
-from models.errors import CheckpointError
-from models.network import build_model
+from landsentry.models.vocabulary.classes import IGNORE_INDEX, schema_dict
+from landsentry.models.vocabulary.atomic import atomic_file
+from landsentry.models.vocabulary.errors import CheckpointError
+from landsentry.models.nn.network import build_model
 
 FORMAT = "landsentry-checkpoint"
 FORMAT_VERSION = 1
 DEFAULT_BANDS = ("red", "green", "blue")
-BUNDLED_CHECKPOINT = Path(__file__).parent / "weights" / "landsentry-lite0.pt"
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "landsentry-lite0.pt"
 
 
 @dataclass

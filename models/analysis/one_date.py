@@ -19,12 +19,12 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from models.classes import CLASS_ID, CLASS_NAMES, IGNORE_INDEX
-from models.geojson import write_features
-from models.polygons import Region, region_properties, vectorize
-from models.predictor import Predictor, ProgressFn, classes_and_confidence
-from models.raster import RasterInfo, RasterSource
-from models.render import class_legend, colorize, side_by_side
+from landsentry.models.vocabulary.classes import CLASS_ID, CLASS_NAMES, IGNORE_INDEX
+from landsentry.models.io.geojson import write_features
+from landsentry.models.analysis.polygons import Region, region_properties, vectorize
+from landsentry.models.inference.predictor import Predictor, ProgressFn, classes_and_confidence
+from landsentry.models.io.raster import RasterInfo, RasterSource
+from landsentry.models.io.render import class_legend, colorize, side_by_side
 
 # What a single-date interpretation reports, and the smallest area (m²) worth a person's look.
 KINDS: dict[str, str] = {"building": "building", "road": "road", "bare_soil": "earthwork"}
@@ -75,7 +75,7 @@ def write_rasters(source: RasterSource, predictor: Predictor, workdir: Path, pro
 
 
 def _palette_rows() -> list[tuple[int, int, int]]:
-    from models.classes import palette
+    from landsentry.models.vocabulary.classes import palette
 
     return [tuple(int(v) for v in row) for row in palette()[: len(CLASS_NAMES)]]
 
@@ -130,7 +130,7 @@ def interpret(
                 write_features(workdir / "regions.wgs84.geojson", items, info.crs, to_crs=CRS.from_epsg(4326))
             overlay_image(source, class_path).save(workdir / "overlay.png", compress_level=1)  # level 6: 5x slower
         summary = summarize(regions, info, counts)
-        from models.flags import single_date_flags  # flags imports this module
+        from landsentry.models.analysis.flags import single_date_flags  # flags imports this module
 
         summary["flags"] = single_date_flags(workdir, regions, info.crs, permits, rules, wgs84)
         write_json(workdir / "summary.json", summary)

@@ -5,15 +5,15 @@ import argparse
 import json
 from pathlib import Path
 
-from models.backends import BACKENDS
-from models.checkpoint import load_checkpoint
-from models.cli_checks import check_common_options
-from models.errors import InputError
-from models.predictor import Predictor
-from models.tiling import default_overlap
-from training.data_setup import records_from_spec
-from training.datasets import SegmentationDataset, split_by_group
-from training.train import score
+from landsentry.models.inference.backends import BACKENDS
+from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.cli.options import check_common_options
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.inference.predictor import Predictor
+from landsentry.models.inference.tiling import default_overlap
+from landsentry.training.data_setup import records_from_spec
+from landsentry.training.datasets import SegmentationDataset, split_by_group
+from landsentry.training.train import score
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.encoder import EfficientNetLite0Encoder, load_imagenet_weights
+from landsentry.models.nn.encoder import EfficientNetLite0Encoder, load_imagenet_weights
 
 ARCHITECTURES = ("lightunet_lite0", "unet_lite0")
 DEFAULT_ARCHITECTURE = "lightunet_lite0"

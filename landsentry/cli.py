@@ -8,17 +8,17 @@ from __future__ import annotations
 import importlib
 import sys
 
-from models.errors import LandsentryError
+from landsentry.models.vocabulary.errors import LandsentryError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "predict": ("models.predict_cli", "interpret an image (or a before/after pair) into classes, polygons and an overlay"),
-    "train": ("training.train", "train or fine-tune a segmentation model"),
-    "evaluate": ("training.evaluate_cli", "evaluate a checkpoint on a labelled dataset (per-class IoU)"),
-    "download": ("training.download", "download a public dataset (LoveDA) with checksums and resume"),
-    "evaluate-change": ("models.change_eval_cli", "score change maps on a LEVIR-CD-layout folder"),
-    "serve": ("api.cli", "run the web service and page"),
-    "bench": ("models.bench", "measure throughput on this machine"),
-    "export": ("models.export", "export a checkpoint (ONNX)"),
+    "predict": ("landsentry.models.cli.predict", "interpret an image (or a before/after pair) into classes, polygons and an overlay"),
+    "train": ("landsentry.training.train", "train or fine-tune a segmentation model"),
+    "evaluate": ("landsentry.models.cli.evaluate", "evaluate a checkpoint on a labelled dataset (per-class IoU)"),
+    "download": ("landsentry.training.download", "download a public dataset (LoveDA) with checksums and resume"),
+    "evaluate-change": ("landsentry.models.cli.evaluate_change", "score change maps on a LEVIR-CD-layout folder"),
+    "serve": ("landsentry.api.cli", "run the web service and page"),
+    "bench": ("landsentry.models.cli.bench", "measure throughput on this machine"),
+    "export": ("landsentry.models.cli.export", "export a checkpoint (ONNX)"),
 }
 
 

@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.align import open_pair
-from models.change import CHANGE_CODES, ChangeParams, change_map, drop_small_regions, learned_change_mask
-from models.checkpoint import load_checkpoint
-from models.cli_checks import check_common_options
-from models.errors import InputError
-from models.flags import DEFAULT_MIN_AREA_M2, base_kind
-from models.interpret import MIN_AREA_PX
-from models.predictor import Predictor
-from models.raster import sniff_format
+from landsentry.models.io.align import open_pair
+from landsentry.models.analysis.change import CHANGE_CODES, ChangeParams, change_map, drop_small_regions, learned_change_mask
+from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.cli.options import check_common_options
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.analysis.flags import DEFAULT_MIN_AREA_M2, base_kind
+from landsentry.models.analysis.one_date import MIN_AREA_PX
+from landsentry.models.inference.predictor import Predictor
+from landsentry.models.io.raster import sniff_format
 
 METHODS = ("class", "learned", "combined")
 TITLES = {
@@ -165,7 +165,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     check_common_options(args)
     pairs = find_pairs(args.folder, args.split, args.sites)
-    from models.change_model import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
+    from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
 
     kwargs = {k: getattr(args, k) for k in ("tolerance_px", "min_after_prob", "max_before_prob", "change_threshold", "learned_threshold") if getattr(args, k) is not None}
     try:

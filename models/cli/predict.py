@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from models.backends import BACKENDS
-from models.checkpoint import load_checkpoint
-from models.cli_checks import check_common_options
-from models.errors import InputError
-from models.interpret import interpret
-from models.predictor import Predictor
+from landsentry.models.inference.backends import BACKENDS
+from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.cli.options import check_common_options
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.analysis.one_date import interpret
+from landsentry.models.inference.predictor import Predictor
 
 PROGRESS_MIN_WINDOWS = 16  # smaller inputs finish before a bar would help
 
@@ -113,7 +113,7 @@ def _check_share(name: str, value: float | None) -> None:
 
 def flag_rules(args: argparse.Namespace, min_area: dict[str, float] | None):
     """FlagRules from --min-area(-KIND), --protected-share, --outside-permits-share."""
-    from models.flags import DEFAULT_MIN_AREA_M2, FlagRules
+    from landsentry.models.analysis.flags import DEFAULT_MIN_AREA_M2, FlagRules
 
     areas = {**DEFAULT_MIN_AREA_M2, **(min_area or {})}
     for kind in areas:
@@ -133,7 +133,7 @@ def flag_rules(args: argparse.Namespace, min_area: dict[str, float] | None):
 
 
 def change_params(args: argparse.Namespace):
-    from models.change import ChangeParams
+    from landsentry.models.analysis.change import ChangeParams
 
     kwargs = {}
     for name in ("tolerance_px", "min_after_prob", "max_before_prob", "change_threshold"):
@@ -149,8 +149,8 @@ def change_params(args: argparse.Namespace):
 
 def preload_permits(args: argparse.Namespace, channels: int = 3):
     """Check the permits file against the image's CRS before any model runs (fail fast, leave nothing)."""
-    from models.permits import load_permits
-    from models.raster import RasterSource
+    from landsentry.models.io.permits import load_permits
+    from landsentry.models.io.raster import RasterSource
 
     with RasterSource(args.image, channels=channels, bands=parse_bands(args.bands), gsd=args.gsd) as source:
         crs = source.info.crs
@@ -158,8 +158,8 @@ def preload_permits(args: argparse.Namespace, channels: int = 3):
 
 
 def predict_pair(args: argparse.Namespace, predictor: Predictor, rules, progress) -> int:
-    from models.change_interpret import interpret_pair
-    from models.change_model import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
+    from landsentry.models.analysis.two_dates import interpret_pair
+    from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
 
     params = change_params(args)
     runner = None

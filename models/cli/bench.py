@@ -36,16 +36,16 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from models.backends import BACKENDS, onnxruntime_available, resolve_backend
-from models.checkpoint import load_checkpoint
-from models.cli_checks import check_common_options
-from models.errors import InputError
-from models.network import count_flops
-from models.predictor import Predictor, resolve_device
-from models.raster import MAX_PIXELS, RasterSource
-from models.tiling import default_overlap, window_starts
+from landsentry.models.inference.backends import BACKENDS, onnxruntime_available, resolve_backend
+from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.cli.options import check_common_options
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.nn.network import count_flops
+from landsentry.models.inference.predictor import Predictor, resolve_device
+from landsentry.models.io.raster import MAX_PIXELS, RasterSource
+from landsentry.models.inference.tiling import default_overlap, window_starts
 
-SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "sample_tiles" / "spacenet_atlanta_pan.tif"
+SAMPLE_IMAGE = Path(__file__).resolve().parents[2] / "sample_tiles" / "spacenet_atlanta_pan.tif"
 DEFAULT_MEGAPIXELS = 16.0
 MATMUL_SIZE = 4096
 MAX_SOURCE_PIXELS = 64_000_000
@@ -138,10 +138,10 @@ class _Instrument:
         return iter_strips
 
     def __enter__(self) -> "_Instrument":
-        import models.change_interpret as pair_mod
-        import models.interpret as single_mod
+        import landsentry.models.analysis.two_dates as pair_mod
+        import landsentry.models.analysis.one_date as single_mod
 
-        import models.tiling as tiling_mod
+        import landsentry.models.inference.tiling as tiling_mod
 
         c, p = self.clock, self.predictor
         # reading runs in a prefetch thread: what costs the pipeline is the time spent waiting for it
@@ -160,7 +160,7 @@ class _Instrument:
             module = single_mod
         for name, stage in steps.items():
             self.stack.enter_context(_patched(module, name, c.wrap(stage, getattr(module, name))))
-        import models.flags as flags_mod
+        import landsentry.models.analysis.flags as flags_mod
 
         for owner in (single_mod, flags_mod):  # GeoJSON files (regions, flags; WGS84 copies)
             self.stack.enter_context(_patched(owner, "write_features", c.wrap("vectors", owner.write_features)))
@@ -254,7 +254,7 @@ def scene_for(args: argparse.Namespace, workdir: Path, source: Path, tag: str) -
 # --- baseline -----------------------------------------------------------------------------------
 def baseline_model(in_channels: int, num_classes: int) -> torch.nn.Module | None:
     """segmentation_models_pytorch's UNet-ResNet18, random weights (nothing downloaded); None if not installed."""
-    import models.torchvision_compat  # noqa: F401  (smp imports torchvision, which needs the shim here)
+    import landsentry.models.nn.torchvision_compat  # noqa: F401  (smp imports torchvision, which needs the shim here)
 
     try:
         import segmentation_models_pytorch as smp
@@ -383,7 +383,7 @@ def run_whole(args: argparse.Namespace, scene: Scene, outdir: Path) -> tuple[dic
                           backend=args.backend, precision=args.precision, threads=args.threads)
     runner = None
     if args.pair:
-        from models.change_model import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
+        from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
 
         if BUNDLED_CHANGE_CHECKPOINT.is_file():
             model, ckpt = load_change_model(None)
@@ -392,12 +392,12 @@ def run_whole(args: argparse.Namespace, scene: Scene, outdir: Path) -> tuple[dic
     start = time.perf_counter()
     with _Instrument(clock, predictor, runner, pair=args.pair):
         if args.pair:
-            from models.change import ChangeParams
-            from models.change_interpret import interpret_pair
+            from landsentry.models.analysis.change import ChangeParams
+            from landsentry.models.analysis.two_dates import interpret_pair
 
             interpret_pair(scene.before, scene.path, outdir, predictor, runner, params=ChangeParams(use_change_model=runner is not None))
         else:
-            from models.interpret import interpret
+            from landsentry.models.analysis.one_date import interpret
 
             interpret(scene.path, outdir, predictor)
     run = time.perf_counter() - start

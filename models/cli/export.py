@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.backends import CALIBRATION_IMAGE, InferenceHead, OnnxRunner, calibration_windows, export_onnx, onnxruntime_available, quantize_int8
-from models.atomic import write_atomic
-from models.checkpoint import load_checkpoint
-from models.errors import InputError
+from landsentry.models.inference.backends import CALIBRATION_IMAGE, InferenceHead, OnnxRunner, calibration_windows, export_onnx, onnxruntime_available, quantize_int8
+from landsentry.models.vocabulary.atomic import write_atomic
+from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.vocabulary.errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:

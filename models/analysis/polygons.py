@@ -29,7 +29,7 @@ from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
-from models.classes import CLASS_NAMES
+from landsentry.models.vocabulary.classes import CLASS_NAMES
 
 
 @dataclass

@@ -12,10 +12,10 @@ import torch
 from torch.nn import functional as F
 from rasterio.windows import Window
 
-from models.backends import build_runner, resolve_backend
-from models.checkpoint import Checkpoint
-from models.raster import RasterSource
-from models.tiling import Strip, StripStitcher, default_overlap, stitch_windows
+from landsentry.models.inference.backends import build_runner, resolve_backend
+from landsentry.models.nn.checkpoint import Checkpoint
+from landsentry.models.io.raster import RasterSource
+from landsentry.models.inference.tiling import Strip, StripStitcher, default_overlap, stitch_windows
 
 ProgressFn = Callable[[int, int], None]  # (windows done, windows total)
 
@@ -25,7 +25,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from models.errors import InputError
+        from landsentry.models.vocabulary.errors import InputError
 
         raise InputError("device 'cuda' requested but no CUDA GPU is available to this torch build")
     return torch.device(device)
@@ -110,7 +110,7 @@ class Predictor:
 
     def predict_array(self, image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Probabilities (K x H x W) for a C x H x W image already in memory, with the same tiling."""
-        from models.raster import ArraySource
+        from landsentry.models.io.raster import ArraySource
 
         strips = list(self.iter_strips(ArraySource(image, valid)))
         return np.concatenate([s.probs for s in strips], axis=1)

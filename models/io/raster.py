@@ -23,7 +23,7 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from models.errors import InputError, TooLargeError, UnsupportedMediaError
+from landsentry.models.vocabulary.errors import InputError, TooLargeError, UnsupportedMediaError
 
 MAX_PIXELS = int(os.environ.get("LANDSENTRY_MAX_PIXELS", 2_000_000_000))
 """Largest GeoTIFF (width x height) accepted; streamed, so this bounds run time, not memory."""

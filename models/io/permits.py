@@ -23,7 +23,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 from shapely.prepared import prep
 
-from models.errors import InputError
+from landsentry.models.vocabulary.errors import InputError
 
 WGS84 = CRS.from_epsg(4326)
 MAX_PERMITS_BYTES = 200_000_000

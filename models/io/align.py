@@ -27,8 +27,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from models.errors import InputError
-from models.raster import RasterInfo, RasterSource, rgb_preview, scale_to_255
+from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.io.raster import RasterInfo, RasterSource, rgb_preview, scale_to_255
 
 MIN_OVERLAP_PX = 16
 """Fewer overlapping pixels than this along either axis is refused as "no usable overlap"."""
