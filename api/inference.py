@@ -19,11 +19,12 @@ from PIL import Image
 
 from landsentry.models.io.align import open_pair
 from landsentry.models.nn.change_net import ChangeRunner
-from landsentry.models.vocabulary.errors import InputError, TooLargeError
+from landsentry.models.vocabulary.errors import InputError
 from landsentry.models.analysis.one_date import interpret
 from landsentry.models.io.permits import load_permits
 from landsentry.models.inference.predictor import Predictor, ProgressFn
-from landsentry.models.io.raster import MAX_DECODED_PIXELS, RasterSource, sniff_format
+from landsentry.models.io.header import probe
+from landsentry.models.io.raster import RasterSource
 
 FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "GTiff": ".tif"}
 CONTRACT_FILES = {  # the page's names for the files it uses -> file name in JOB/out (single, pair)
@@ -46,24 +47,8 @@ def input_path(job_dir: Path, role: str) -> Path | None:
 
 def probe_size(path: Path, max_pixels: int) -> tuple[int, int]:
     """(width, height) from the header only; refuses unknown formats (415) and oversized images (413)."""
-    fmt = sniff_format(path)
-    try:
-        if fmt == "GTiff":
-            with rasterio.open(path) as ds:
-                width, height = ds.width, ds.height
-        else:
-            with Image.open(path) as img:
-                width, height = img.size
-    except Image.DecompressionBombError:
-        raise TooLargeError(f"the uploaded {fmt} image claims more pixels than allowed (over the limit of {min(max_pixels, MAX_DECODED_PIXELS):,})") from None
-    except Exception as exc:  # a header that does not parse is a damaged file
-        raise InputError(f"the uploaded {fmt} image cannot be read: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
-    limit = max_pixels if fmt == "GTiff" else min(max_pixels, MAX_DECODED_PIXELS)
-    if width * height > limit:
-        raise TooLargeError(f"the uploaded image is {width}x{height} = {width * height:,} pixels, over the limit of {limit:,}")
-    if width <= 0 or height <= 0:
-        raise InputError("the uploaded image has no pixels")
-    return width, height
+    header = probe(path).check_limit(max_pixels)
+    return header.width, header.height
 
 
 def check_inputs(job_dir: Path, channels: int) -> None:

@@ -8,7 +8,7 @@ from PIL import Image
 
 from landsentry.models.vocabulary.classes import CLASS_NAMES, IGNORE_INDEX
 from landsentry.models.vocabulary.errors import InputError, TooLargeError, UnsupportedMediaError
-from landsentry.models.io.raster import sniff_format
+from landsentry.models.io.formats import sniff_format
 
 VALID_IDS = set(range(len(CLASS_NAMES))) | {IGNORE_INDEX}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import UploadFile
 
 from landsentry.models.vocabulary.errors import InputError
-from landsentry.models.io.raster import sniff_format
+from landsentry.models.io.formats import sniff_format
 
 from landsentry.api.inference import FORMAT_SUFFIX
 

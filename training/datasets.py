@@ -34,7 +34,9 @@ from torch.utils.data import Dataset
 
 from landsentry.models.vocabulary.classes import CLASS_ID, CLASS_NAMES, DUBAI_TO_SCHEMA, IGNORE_INDEX, LOVEDA_TO_SCHEMA, NUM_CLASSES
 from landsentry.models.vocabulary.errors import InputError
-from landsentry.models.io.raster import MAX_DECODED_PIXELS, RasterSource, _check_pixels, sniff_format
+from landsentry.models.io.formats import MAX_DECODED_PIXELS, check_pixels, sniff_format
+from landsentry.models.io.header import probe
+from landsentry.models.io.raster import RasterSource
 
 Code = int | tuple[int, int, int]
 """A mask code: an integer (index masks) or an (R, G, B) colour (colour-coded masks)."""
@@ -410,20 +412,8 @@ def shared_data_split(
 # --- reading files -----------------------------------------------------------------------------
 def image_header(path: Path) -> tuple[int, int, int]:
     """(height, width, data bands) from the file header, without decoding pixels; alpha bands are not counted."""
-    fmt = sniff_format(path)
-    try:
-        if fmt == "GTiff":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                with rasterio.open(path) as ds:
-                    alpha = sum(c == ColorInterp.alpha for c in ds.colorinterp)
-                    return ds.height, ds.width, ds.count - alpha
-        with Image.open(path) as img:
-            bands = img.getbands()
-            data = 3 if img.mode in ("P", "PA", "CMYK", "YCbCr", "HSV", "LAB") else len([b for b in bands if b != "A"])
-            return img.height, img.width, data
-    except (RasterioError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path.name} has an unreadable {fmt} header: {exc}") from None
+    header = probe(path)
+    return header.height, header.width, header.bands
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -467,12 +457,12 @@ def read_mask_codes(path: Path, colours: bool = False) -> np.ndarray:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with rasterio.open(path) as ds:
-                    _check_pixels(path, ds.width, ds.height, MAX_DECODED_PIXELS)
+                    check_pixels(path, ds.width, ds.height, MAX_DECODED_PIXELS)
                     raw = ds.read(list(range(1, min(ds.count, 3) + 1)))
             raw = raw[0] if raw.shape[0] < 3 else raw.transpose(1, 2, 0)
         else:
             with Image.open(path) as img:
-                _check_pixels(path, img.width, img.height, MAX_DECODED_PIXELS)
+                check_pixels(path, img.width, img.height, MAX_DECODED_PIXELS)
                 img.load()
                 if colours and img.mode in ("P", "PA"):
                     raw = np.asarray(img.convert("RGB"))

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from landsentry.models.nn.checkpoint import Checkpoint, checkpoint_from_model, load_checkpoint, save_checkpoint
 from landsentry.models.vocabulary.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, schema_dict
 from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD
+from landsentry.models.nn.normalization import Normalize, band_stats
 from landsentry.models.vocabulary.errors import CheckpointError
 from landsentry.models.nn.network import build_model
 from landsentry.models.inference.predictor import Predictor, resolve_device
@@ -47,8 +48,7 @@ def train_one_epoch(
     epoch: int,
     amp_dtype: torch.dtype | None,
     scaler: torch.amp.GradScaler | None,
-    mean: torch.Tensor,
-    std: torch.Tensor,
+    normalize: nn.Module,
     max_steps: int = 0,
     show_progress: bool = True,
 ) -> dict[str, float]:
@@ -60,8 +60,7 @@ def train_one_epoch(
     interval = 0.1 if sys.stderr.isatty() else 30.0
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not show_progress, leave=False, mininterval=interval)
     for batch in bar:
-        images = batch["image"].to(device, non_blocking=True).float()
-        images = (images / 255.0 - mean) / std
+        images = normalize(batch["image"].to(device, non_blocking=True).float())
         targets = batch["mask"].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(images)
@@ -227,8 +226,7 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
     if cfg.amp and device.type == "cuda":
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    mean = torch.tensor(IMAGENET_MEAN[:1] * cfg.in_channels if cfg.in_channels != 3 else IMAGENET_MEAN, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(IMAGENET_STD[:1] * cfg.in_channels if cfg.in_channels != 3 else IMAGENET_STD, device=device).view(1, -1, 1, 1)
+    normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD, cfg.in_channels).to(device)
 
     start_epoch, history, best = 1, [], -1.0
     if resume_ckpt is not None:
@@ -249,7 +247,7 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
             sampler.set_epoch(epoch)
         data.set_epoch(epoch)
         stats = train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoch, amp_dtype, scaler,
-                                mean, std, cfg.max_steps_per_epoch, show_progress=main_process)
+                                normalize, cfg.max_steps_per_epoch, show_progress=main_process)
         snapshot = _checkpoint(bare, arch, cfg, data, parent, epoch, history, {})
         matrix = evaluate(bare, snapshot, data.val_images, device, cfg.eval_tile, rank, world) if data.val_images else None
         metrics = matrix.as_dict() if matrix else {}
@@ -296,8 +294,7 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
 def _checkpoint(model: nn.Module, arch: dict, cfg: TrainConfig, data: DataSetup, parent: dict | None, epoch: int, history: list, metrics: dict) -> Checkpoint:
     """The model as a self-describing checkpoint with its lineage and data."""
     n = cfg.in_channels
-    mean = IMAGENET_MEAN if n == 3 else IMAGENET_MEAN[:1] * n
-    std = IMAGENET_STD if n == 3 else IMAGENET_STD[:1] * n
+    mean, std = band_stats(IMAGENET_MEAN, n), band_stats(IMAGENET_STD, n)
     bands = ("red", "green", "blue") if n == 3 else (("pan",) if n == 1 else ("red", "green", "blue", "nir")[:n])
     metadata = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from landsentry.models.nn.change_net import DEFAULT_CHANGE_CHANNELS, SiameseChangeNet, change_arch, normalize
+from landsentry.models.nn.change_net import DEFAULT_CHANGE_CHANNELS, SiameseChangeNet, change_arch
+from landsentry.models.nn.normalization import Normalize
 from landsentry.models.nn.checkpoint import Checkpoint, save_checkpoint
 from landsentry.models.vocabulary.classes import IGNORE_INDEX
 from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     subset = torch.utils.data.Subset(data, range(first * args.batch_size, args.steps * args.batch_size))
     loader = torch.utils.data.DataLoader(subset, batch_size=args.batch_size, shuffle=False, num_workers=0)
     model.train()
+    normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD, 3)
     log = (args.out / "train.log").open("a" if first else "w")
     start = time.time()
     print(f"training on {len(levir)} LEVIR-CD + {len(sztaki)} SZTAKI pairs; held out: LEVIR-CD test, {[p.source for p in held]}"

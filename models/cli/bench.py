@@ -41,8 +41,11 @@ from landsentry.models.nn.checkpoint import load_checkpoint
 from landsentry.models.cli.options import check_common_options
 from landsentry.models.vocabulary.errors import InputError
 from landsentry.models.nn.network import count_flops
+from landsentry.models.nn.normalization import Normalize
 from landsentry.models.inference.predictor import Predictor, resolve_device
-from landsentry.models.io.raster import MAX_PIXELS, RasterSource
+from landsentry.models.io.formats import MAX_PIXELS
+from landsentry.models.io.header import probe
+from landsentry.models.io.raster import RasterSource
 from landsentry.models.inference.tiling import default_overlap, window_starts
 
 SAMPLE_IMAGE = Path(__file__).resolve().parents[2] / "sample_tiles" / "spacenet_atlanta_pan.tif"
@@ -269,8 +272,7 @@ def run_baseline(image: Path, tile: int, max_tiles: int, in_channels: int, num_c
     model = baseline_model(in_channels, num_classes)
     if model is None:
         return {"skipped": "segmentation_models_pytorch is not installed (pip install 'landsentry[bench]')"}
-    m = torch.tensor(mean).view(1, -1, 1, 1) * 255.0
-    s = torch.tensor(std).view(1, -1, 1, 1) * 255.0
+    normalize = Normalize(mean, std, in_channels)
     done = pixels = 0
     reset_peak_rss()
     with torch.inference_mode():  # one warm-up call outside the timing (in the baseline's favour)
@@ -290,7 +292,7 @@ def run_baseline(image: Path, tile: int, max_tiles: int, in_channels: int, num_c
                     t = torch.from_numpy(band)[None]
                     h, w = t.shape[-2:]
                     t = torch.nn.functional.pad(t, (0, (-w) % 32, 0, (-h) % 32))
-                    classes = model((t - m) / s)[0, :, :h, :w].argmax(0).to(torch.uint8).numpy()
+                    classes = model(normalize(t))[0, :, :h, :w].argmax(0).to(torch.uint8).numpy()
                     out.write(classes, 1, window=win)
                     done += 1
                     pixels += h * w
@@ -365,9 +367,8 @@ class Scene:
 
 
 def describe_scene(path: Path, before: Path | None, gsd: float, generated_s: float, tile: int, overlap: int, passes: int) -> Scene:
-    with RasterSource(path) as source:
-        info = source.info
-    pixel = math.sqrt(info.pixel_area) if info.crs is not None else gsd
+    info = probe(path)
+    pixel = info.ground_size or gsd
     stride = max(1, tile - overlap)
     windows = len(window_starts(info.height, min(tile, info.height), stride)) * len(window_starts(info.width, min(tile, info.width), stride))
     return Scene(path, before, info.width, info.height, pixel, generated_s, windows * passes)

@@ -32,7 +32,7 @@ from landsentry.models.vocabulary.errors import InputError
 from landsentry.models.analysis.flags import DEFAULT_MIN_AREA_M2, base_kind
 from landsentry.models.analysis.one_date import MIN_AREA_PX
 from landsentry.models.inference.predictor import Predictor
-from landsentry.models.io.raster import sniff_format
+from landsentry.models.io.formats import sniff_format
 
 METHODS = ("class", "learned", "combined")
 TITLES = {

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from landsentry.models.vocabulary.atomic import write_atomic
+from landsentry.models.nn.normalization import Normalize
 from landsentry.models.vocabulary.errors import InputError
 
 BACKENDS = ("auto", "eager", "compile", "onnx", "onnx-int8")
@@ -51,13 +52,10 @@ class InferenceHead(nn.Module):
     def __init__(self, model: nn.Module, mean: Iterable[float], std: Iterable[float]) -> None:
         super().__init__()
         self.model = model
-        mean_t = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1) * 255.0
-        std_t = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1) * 255.0
-        self.register_buffer("mean", mean_t, persistent=False)
-        self.register_buffer("std", std_t, persistent=False)
+        self.normalize = Normalize(mean, std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
+        return self.model(self.normalize(x))
 
 
 def onnxruntime_available() -> bool:
@@ -105,7 +103,7 @@ def build_runner(
         return _torch_runner(head, device, precision)
     if backend == "compile":
         return _torch_runner(torch.compile(head, dynamic=False), device, precision)
-    in_channels = head.mean.shape[1]
+    in_channels = head.normalize.channels
     if backend == "onnx":
         return OnnxRunner(export_onnx(head, in_channels), device, threads)
     if backend == "onnx-int8":

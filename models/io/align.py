@@ -28,25 +28,13 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from landsentry.models.vocabulary.errors import InputError
-from landsentry.models.io.raster import RasterInfo, RasterSource, rgb_preview, scale_to_255
+from landsentry.models.io.raster import RasterInfo, RasterSource
+from landsentry.models.io.stretch import rgb_preview
 
 MIN_OVERLAP_PX = 16
 """Fewer overlapping pixels than this along either axis is refused as "no usable overlap"."""
 SAME_GRID_TOLERANCE_PX = 1e-3
 """Offsets within this fraction of a pixel of a whole pixel count as the same grid (no resampling)."""
-
-
-def data_band_count(source: RasterSource) -> int:
-    """Bands that hold image data (an alpha band that really is a mask does not count)."""
-    alpha = getattr(source, "_alpha_band", None)
-    return source.info.count - (1 if alpha is not None and source.format == "GTiff" else 0)
-
-
-def _preview(source: RasterSource, window: Window, shape: tuple[int, int]) -> np.ndarray:
-    """RasterSource.preview for a window of the source: decimated H x W x 3 uint8."""
-    with source.lock:
-        raw, _ = source._read_raw(window, out_shape=shape)
-    return rgb_preview(scale_to_255(raw, source._stretch))
 
 
 class WindowedSource:
@@ -61,7 +49,7 @@ class WindowedSource:
         return self.source.read(shifted)
 
     def preview(self, shape: tuple[int, int]) -> np.ndarray:
-        return _preview(self.source, self.window, shape)
+        return self.source.preview(shape, self.window)
 
     def close(self) -> None:
         self.source.close()
@@ -80,11 +68,11 @@ class WarpedSource:
         self.path, self.format, self.channels = source.path, source.format, source.channels
         self.resampling = resampling
         self._plain = None
-        ds = source._dataset
+        ds = source.dataset
         tagged = [i + 1 for i, c in enumerate(ds.colorinterp) if c == ColorInterp.alpha]
-        mask_alpha = getattr(source, "_alpha_band", None)
+        mask_alpha = source.alpha_band
         if tagged and mask_alpha is None:
-            # a band tagged alpha that holds data (NIR, see RasterSource._choose_bands): the warper would
+            # a band tagged alpha that holds data (NIR, see RasterSource's band choice): the warper would
             # use it as transparency, so warp a plain VRT of the file that does not call it alpha
             self._plain = rasterio.open(_untagged_vrt(ds))
             ds = self._plain
@@ -115,11 +103,11 @@ class WarpedSource:
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         raw, valid = self._read(window)
-        return scale_to_255(raw, self.source._stretch), valid
+        return self.source.to_255(raw), valid
 
     def preview(self, shape: tuple[int, int]) -> np.ndarray:
         raw, _ = self._read(Window(0, 0, self.info.width, self.info.height), out_shape=shape)
-        return rgb_preview(scale_to_255(raw, self.source._stretch))
+        return rgb_preview(self.source.to_255(raw))
 
     def close(self) -> None:
         if getattr(self, "_vrt", None) is not None:
@@ -212,7 +200,7 @@ def _align(before: RasterSource, after: RasterSource) -> AlignedPair:
             f"{which[0].path.name} is georeferenced but {which[1].path.name} is not: both dates must be "
             "GeoTIFFs with a CRS (aligned on the ground) or both plain images of the same size"
         )
-    nb, na = data_band_count(before), data_band_count(after)
+    nb, na = before.data_band_count, after.data_band_count
     if nb != na:
         raise InputError(
             f"the dates have different band counts: before {before.path.name} has {nb} band(s), "

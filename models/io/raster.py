@@ -1,9 +1,9 @@
-"""Raster input: open PNG/JPEG/GeoTIFF safely and read it window by window as model-ready bands.
+"""Raster input: PNG/JPEG/GeoTIFF opened safely and read window by window as model-ready bands.
 
-Formats are recognised by their magic bytes, never by the file name. Pixel limits are checked from
-the header before anything is decoded (decompression-bomb guard). GeoTIFFs are read window by window;
-PNG and JPEG cannot be read partially, so they are decoded once under a tighter limit.
-Every failure a user can cause becomes an `InputError` with a message, not a traceback.
+GeoTIFFs are read window by window; PNG and JPEG cannot be read partially, so they are decoded once
+under a tighter limit (`models.io.formats`). Reading has two public steps: `read_raw` (the chosen
+bands as stored, with the validity mask) and `to_255` (the stretch, `models.io.stretch`); `read`
+does both. Every failure a user can cause becomes an `InputError` with a message, not a traceback.
 """
 from __future__ import annotations
 
@@ -17,49 +17,23 @@ import numpy as np
 import rasterio
 from affine import Affine
 from PIL import Image
-from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from landsentry.models.vocabulary.errors import InputError, TooLargeError, UnsupportedMediaError
+from landsentry.models.io.formats import (
+    MAX_DECODED_PIXELS, MAX_PIXELS, READ_ERRORS, check_pixels, picture_to_array, short_error, sniff_format,
+)
+from landsentry.models.io.stretch import Stretch, percentile_stretch, rgb_preview, scale_to_255
+from landsentry.models.vocabulary.errors import InputError, TooLargeError
 
-MAX_PIXELS = int(os.environ.get("LANDSENTRY_MAX_PIXELS", 2_000_000_000))
-"""Largest GeoTIFF (width x height) accepted; streamed, so this bounds run time, not memory."""
-MAX_DECODED_PIXELS = int(os.environ.get("LANDSENTRY_MAX_DECODED_PIXELS", 150_000_000))
-"""Largest PNG/JPEG accepted; these are decoded whole, so this bounds memory (~600 MB at RGB)."""
-STRETCH_PERCENTILES = (2.0, 98.0)
 os.environ.setdefault("GDAL_CACHEMAX", "128")
 """GDAL's block cache in MB (its default is 5 % of RAM): blocks of a large scene are read and
 written in order, a row of windows at a time, so a bigger cache mostly adds resident memory (1.2 GB
 of it on a 400 Mpx scene). Set GDAL_CACHEMAX yourself to override; it is read when GDAL first caches a block."""
-_READ_ERRORS = (RasterioError, CPLE_BaseError)  # GDAL's CPLE_* errors do not subclass RasterioError
 
-_MAGIC = {
-    b"\x89PNG\r\n\x1a\n": "PNG",
-    b"\xff\xd8\xff": "JPEG",
-    b"II*\x00": "GTiff",
-    b"MM\x00*": "GTiff",
-    b"II+\x00": "GTiff",  # BigTIFF
-    b"MM\x00+": "GTiff",
-}
-
-
-def sniff_format(path: Path) -> str:
-    """'PNG', 'JPEG' or 'GTiff' from the first bytes; refuses empty, missing and other files."""
-    if not path.exists():
-        raise InputError(f"file not found: {path}")
-    if not path.is_file():
-        raise InputError(f"not a file: {path}")
-    with path.open("rb") as fh:
-        head = fh.read(8)
-    if not head:
-        raise InputError(f"{path.name} is empty (0 bytes)")
-    for magic, fmt in _MAGIC.items():
-        if head.startswith(magic):
-            return fmt
-    raise UnsupportedMediaError(f"{path.name} is not a PNG, JPEG or GeoTIFF image (unrecognised file header)")
+__all__ = ["ArraySource", "RasterInfo", "RasterSource", "MAX_PIXELS", "MAX_DECODED_PIXELS", "sniff_format"]
 
 
 @dataclass(frozen=True)
@@ -84,25 +58,6 @@ class RasterInfo:
         return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
 
 
-def scale_to_255(raw: np.ndarray, stretch: tuple[float, float] | None) -> np.ndarray:
-    """float32 bands in 0..255: as they are, or linearly stretched from (lo, hi) (uint16 and other ranges)."""
-    data = raw.astype(np.float32, copy=False)
-    if stretch is not None:
-        lo, hi = stretch
-        if data is raw:  # never scale the caller's array in place
-            data = data.copy()
-        data -= lo  # in place: a full-width row band of a large scene is hundreds of MB
-        data *= 255.0 / (hi - lo)
-        np.clip(data, 0, 255, out=data)
-    return data
-
-
-def rgb_preview(data: np.ndarray) -> np.ndarray:
-    """C x H x W bands in 0..255 -> H x W x 3 uint8 (one band is repeated to grey)."""
-    rgb = data[:3] if data.shape[0] >= 3 else np.repeat(data[:1], 3, axis=0)
-    return rgb.transpose(1, 2, 0).astype(np.uint8)
-
-
 class RasterSource:
     """An input image opened for windowed reading of `channels` model bands scaled to 0..255.
 
@@ -115,7 +70,7 @@ class RasterSource:
         self.path = Path(path)
         self.format = sniff_format(self.path)
         self.lock = threading.Lock()  # one GDAL handle: reads from prefetch threads take turns
-        self._dataset = None
+        self.dataset = None
         self._array: np.ndarray | None = None  # decoded PNG/JPEG, C x H x W
         self._alpha: np.ndarray | None = None
         try:
@@ -125,7 +80,7 @@ class RasterSource:
                 self._open_picture(gsd)
             self.channels = channels
             self.band_indexes = self._choose_bands(bands, channels)
-            self._stretch = self._compute_stretch()
+            self.stretch = self._compute_stretch()
         except BaseException:  # refused after opening (size, bands, unreadable): do not leak the file
             self.close()
             raise
@@ -136,10 +91,10 @@ class RasterSource:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 ds = rasterio.open(self.path)
-        except _READ_ERRORS as exc:
-            raise InputError(f"{self.path.name} is not a readable GeoTIFF: {_short(exc)}") from None
-        self._dataset = ds
-        _check_pixels(self.path, ds.width, ds.height, MAX_PIXELS)
+        except READ_ERRORS as exc:
+            raise InputError(f"{self.path.name} is not a readable GeoTIFF: {short_error(exc)}") from None
+        self.dataset = ds
+        check_pixels(self.path, ds.width, ds.height, MAX_PIXELS)
         transform, crs = ds.transform, ds.crs
         if crs is None and transform == Affine.identity() and gsd:
             transform = Affine(gsd, 0, 0, 0, -gsd, 0)
@@ -156,13 +111,13 @@ class RasterSource:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(self.path) as img:
                     width, height = img.size
-                    _check_pixels(self.path, width, height, MAX_DECODED_PIXELS)
+                    check_pixels(self.path, width, height, MAX_DECODED_PIXELS)
                     img.load()
-                    array, has_alpha = _picture_to_array(img)
+                    array, has_alpha = picture_to_array(img)
         except Image.DecompressionBombError as exc:
-            raise TooLargeError(f"{self.path.name} is over the limit of {MAX_DECODED_PIXELS:,} decodable pixels: {_short(exc)}") from None
+            raise TooLargeError(f"{self.path.name} is over the limit of {MAX_DECODED_PIXELS:,} decodable pixels: {short_error(exc)}") from None
         except (OSError, SyntaxError, ValueError) as exc:
-            raise InputError(f"{self.path.name} is a damaged or truncated {self.format} image: {_short(exc)}") from None
+            raise InputError(f"{self.path.name} is a damaged or truncated {self.format} image: {short_error(exc)}") from None
         if has_alpha:
             self._alpha = array[-1] > 0
             array = array[:-1]
@@ -198,7 +153,7 @@ class RasterSource:
                 f"{self.path.name} has {len(data_bands)} data band(s); landsentry reads 1 (panchromatic), "
                 f"3 (RGB) or 4 (RGB+NIR) bands for this {channels}-band model; pick bands with --bands"
             )
-        self._alpha_band = alpha[0] if alpha else None
+        self.alpha_band = alpha[0] if alpha else None
         return chosen
 
     def _holds_mask(self, band: int) -> bool:
@@ -206,51 +161,49 @@ class RasterSource:
         scale = max(1.0, max(self.info.width, self.info.height) / 256)
         shape = (max(1, int(self.info.height / scale)), max(1, int(self.info.width / scale)))
         try:
-            values = self._dataset.read(band, out_shape=shape)
-        except _READ_ERRORS as exc:
-            raise InputError(f"{self.path.name} could not be read: {_short(exc)} (truncated or corrupt file?)") from None
+            values = self.dataset.read(band, out_shape=shape)
+        except READ_ERRORS as exc:
+            raise InputError(f"{self.path.name} could not be read: {short_error(exc)} (truncated or corrupt file?)") from None
         full = np.iinfo(values.dtype).max if values.dtype.kind in "ui" else 1
         return bool(np.isin(values, (0, 255, full)).mean() >= 0.99)
 
     # --- scaling -------------------------------------------------------------------------------
-    def _compute_stretch(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per-band (low, high) for non-8-bit data, from percentiles of a decimated read."""
+    def _compute_stretch(self) -> Stretch | None:
+        """Per-band (low, high) for non-8-bit data, from a decimated read of the whole image."""
         if self.info.dtype == "uint8":
             return None
-        scale = max(self.info.width, self.info.height) / 1024
-        shape = (max(1, int(self.info.height / max(scale, 1))), max(1, int(self.info.width / max(scale, 1))))
-        raw, valid = self._read_raw(Window(0, 0, self.info.width, self.info.height), out_shape=shape)
-        lows, highs = [], []
-        for band in raw:
-            values = band[valid & (band != 0)] if valid.any() else band.ravel()
-            if values.size == 0:
-                values = np.zeros(1)
-            lo, hi = np.percentile(values, STRETCH_PERCENTILES)
-            lows.append(lo)
-            highs.append(hi if hi > lo else lo + 1)
-        return np.array(lows, np.float32)[:, None, None], np.array(highs, np.float32)[:, None, None]
+        scale = max(1.0, max(self.info.width, self.info.height) / 1024)
+        shape = (max(1, int(self.info.height / scale)), max(1, int(self.info.width / scale)))
+        raw, valid = self.read_raw(Window(0, 0, self.info.width, self.info.height), out_shape=shape)
+        return percentile_stretch(raw, valid)
 
     # --- reading -------------------------------------------------------------------------------
+    def read_raw(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The chosen bands as stored (C x H x W, the file's dtype) and the bool valid mask, decimated to
+        `out_shape` when given. Takes the source's lock: GDAL handles are not shared between threads."""
+        with self.lock:
+            return self._read_raw(window, out_shape)
+
     def _read_raw(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        if self._dataset is not None:
+        if self.dataset is not None:
             try:
                 kwargs = {"window": window}
                 if out_shape:
                     kwargs["out_shape"] = (len(self.band_indexes),) + out_shape
-                data = self._dataset.read(self.band_indexes, **kwargs)
+                data = self.dataset.read(self.band_indexes, **kwargs)
                 if out_shape:
                     kwargs["out_shape"] = out_shape
                 if not self._gdal_masks:  # validity from nodata alone (see _choose_bands)
-                    nodata = self._dataset.nodata
+                    nodata = self.dataset.nodata
                     mask = np.ones(data.shape[1:], bool) if nodata is None else ~(
                         np.isnan(data) if np.isnan(nodata) else data == nodata).any(axis=0)
                     return data, mask
-                mask = self._dataset.read_masks(self.band_indexes[0], **kwargs) > 0
-                if self._alpha_band is None and len(set(self.band_indexes)) > 1:
+                mask = self.dataset.read_masks(self.band_indexes[0], **kwargs) > 0
+                if self.alpha_band is None and len(set(self.band_indexes)) > 1:
                     for b in sorted(set(self.band_indexes))[1:]:
-                        mask &= self._dataset.read_masks(b, **kwargs) > 0
-            except _READ_ERRORS as exc:
-                raise InputError(f"{self.path.name} could not be read at rows {window.row_off}-{window.row_off + window.height}: {_short(exc)} (truncated or corrupt file?)") from None
+                        mask &= self.dataset.read_masks(b, **kwargs) > 0
+            except READ_ERRORS as exc:
+                raise InputError(f"{self.path.name} could not be read at rows {window.row_off}-{window.row_off + window.height}: {short_error(exc)} (truncated or corrupt file?)") from None
             return data, mask
         rows = slice(int(window.row_off), int(window.row_off + window.height))
         cols = slice(int(window.col_off), int(window.col_off + window.width))
@@ -262,61 +215,36 @@ class RasterSource:
             data, mask = data[:, ys][:, :, xs], mask[ys][:, xs]
         return data, mask
 
+    def to_255(self, raw: np.ndarray) -> np.ndarray:
+        """Raw bands of this source on the model's 0..255 scale (its own stretch, `models.io.stretch`)."""
+        return scale_to_255(raw, self.stretch)
+
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Bands as float32 C x H x W in 0..255, and a bool H x W mask of valid (not nodata) pixels."""
-        with self.lock:
-            raw, valid = self._read_raw(window)
-        return scale_to_255(raw, self._stretch), valid
+        raw, valid = self.read_raw(window)
+        return self.to_255(raw), valid
 
-    def preview(self, shape: tuple[int, int]) -> np.ndarray:
-        """A decimated H x W x 3 uint8 view of the whole image (for overlays), read without full decoding."""
-        with self.lock:
-            raw, _ = self._read_raw(Window(0, 0, self.info.width, self.info.height), out_shape=shape)
-        return rgb_preview(scale_to_255(raw, self._stretch))
+    def preview(self, shape: tuple[int, int], window: Window | None = None) -> np.ndarray:
+        """A decimated H x W x 3 uint8 view of the image (or of a window of it), read without full decoding."""
+        window = window or Window(0, 0, self.info.width, self.info.height)
+        raw, _ = self.read_raw(window, out_shape=shape)
+        return rgb_preview(self.to_255(raw))
+
+    @property
+    def data_band_count(self) -> int:
+        """Bands that hold image data (an alpha band that really is a mask does not count)."""
+        return self.info.count - (1 if self.alpha_band is not None and self.format == "GTiff" else 0)
 
     def close(self) -> None:
-        if self._dataset is not None:
-            self._dataset.close()
-            self._dataset = None
+        if self.dataset is not None:
+            self.dataset.close()
+            self.dataset = None
 
     def __enter__(self) -> "RasterSource":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _picture_to_array(img: Image.Image) -> tuple[np.ndarray, bool]:
-    """PIL image -> (C x H x W array in uint8, or uint16 for 16-bit PNG; whether the last band is alpha)."""
-    mode = img.mode
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif mode in ("CMYK", "YCbCr", "HSV", "LAB", "1", "PA"):
-        img = img.convert("RGB")
-    elif mode.startswith("I;16") or mode == "I":
-        return np.asarray(img).astype(np.uint16)[None], False
-    elif mode == "F":
-        return np.asarray(img, dtype=np.float32)[None], False
-    array = np.asarray(img)
-    has_alpha = img.mode in ("LA", "RGBA")
-    return (array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))), has_alpha
-
-
-def _check_pixels(path: Path, width: int, height: int, limit: int) -> None:
-    if width <= 0 or height <= 0:
-        raise InputError(f"{path.name} has no pixels ({width}x{height})")
-    if width * height > limit:
-        raise TooLargeError(
-            f"{path.name} claims {width}x{height} = {width * height:,} pixels, over the limit of {limit:,} "
-            "(set LANDSENTRY_MAX_PIXELS / LANDSENTRY_MAX_DECODED_PIXELS to raise it, or tile the image)"
-        )
-
-
-def _short(exc: BaseException) -> str:
-    if exc.__cause__ is not None and "previous exception" in str(exc):  # rasterio: the GDAL error is the cause
-        exc = exc.__cause__
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:240]
 
 
 class ArraySource:

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from landsentry.models.nn.checkpoint import Checkpoint, load_checkpoint
 from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD, EfficientNetLite0Encoder, load_imagenet_weights
+from landsentry.models.nn.normalization import Normalize
 from landsentry.models.vocabulary.errors import CheckpointError
 from landsentry.models.inference.predictor import ProgressFn, default_batch_size, resolve_device
 from landsentry.models.inference.tiling import StripStitcher, default_overlap, stitch_windows
@@ -114,14 +115,6 @@ def load_change_model(path: str | Path | None = None) -> tuple[SiameseChangeNet,
     return model.eval(), ckpt
 
 
-def normalize(batch: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """0..255 images -> the encoder's input scale ((x/255 - mean) / std)."""
-    n = batch.shape[1]
-    m = torch.tensor(mean[:1] * n if len(mean) != n else mean, device=batch.device).view(1, n, 1, 1) * 255.0
-    s = torch.tensor(std[:1] * n if len(std) != n else std, device=batch.device).view(1, n, 1, 1) * 255.0
-    return (batch - m) / s
-
-
 class ChangeRunner:
     """Change probabilities of an aligned pair, in strips, with the predictor's windows and blending."""
 
@@ -133,14 +126,15 @@ class ChangeRunner:
         self.in_channels = model.encoder.stem[0].in_channels
         self.tile, self.batch_size = tile, batch_size or default_batch_size(self.device)
         self.overlap = default_overlap(tile) if overlap is None else overlap
-        self.mean = tuple(checkpoint.mean) if checkpoint else IMAGENET_MEAN
-        self.std = tuple(checkpoint.std) if checkpoint else IMAGENET_STD
+        mean = tuple(checkpoint.mean) if checkpoint else IMAGENET_MEAN
+        std = tuple(checkpoint.std) if checkpoint else IMAGENET_STD
+        self.normalize = Normalize(mean, std, self.in_channels).to(self.device)
 
     @torch.inference_mode()
     def predict_batch(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         """N x C x h x w (0..255) pairs -> N x 1 x h x w change probabilities."""
-        b = normalize(torch.from_numpy(np.ascontiguousarray(before[:, : self.in_channels])).to(self.device, torch.float32), self.mean, self.std)
-        a = normalize(torch.from_numpy(np.ascontiguousarray(after[:, : self.in_channels])).to(self.device, torch.float32), self.mean, self.std)
+        b = self.normalize(torch.from_numpy(np.ascontiguousarray(before[:, : self.in_channels])).to(self.device, torch.float32))
+        a = self.normalize(torch.from_numpy(np.ascontiguousarray(after[:, : self.in_channels])).to(self.device, torch.float32))
         h, w = b.shape[-2:]
         pad_h, pad_w = (-h) % 32, (-w) % 32
         if pad_h or pad_w:

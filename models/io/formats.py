@@ -1,0 +1,84 @@
+"""What a file is, before anything is decoded: format by magic bytes, pixel limits, short GDAL messages.
+
+Formats are recognised by their first bytes, never by the file name. Pixel limits are checked from
+the header before decoding (decompression-bomb guard): GeoTIFFs are streamed window by window, so
+their limit bounds run time; PNG and JPEG are decoded whole, so theirs bounds memory.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import RasterioError
+
+from landsentry.models.vocabulary.errors import InputError, TooLargeError, UnsupportedMediaError
+
+MAX_PIXELS = int(os.environ.get("LANDSENTRY_MAX_PIXELS", 2_000_000_000))
+"""Largest GeoTIFF (width x height) accepted; streamed, so this bounds run time, not memory."""
+MAX_DECODED_PIXELS = int(os.environ.get("LANDSENTRY_MAX_DECODED_PIXELS", 150_000_000))
+"""Largest PNG/JPEG accepted; these are decoded whole, so this bounds memory (~600 MB at RGB)."""
+READ_ERRORS = (RasterioError, CPLE_BaseError)
+"""GDAL's CPLE_* errors do not subclass RasterioError."""
+
+_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"II*\x00": "GTiff",
+    b"MM\x00*": "GTiff",
+    b"II+\x00": "GTiff",  # BigTIFF
+    b"MM\x00+": "GTiff",
+}
+
+
+def sniff_format(path: Path) -> str:
+    """'PNG', 'JPEG' or 'GTiff' from the first bytes; refuses empty, missing and other files."""
+    if not path.exists():
+        raise InputError(f"file not found: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if not head:
+        raise InputError(f"{path.name} is empty (0 bytes)")
+    for magic, fmt in _MAGIC.items():
+        if head.startswith(magic):
+            return fmt
+    raise UnsupportedMediaError(f"{path.name} is not a PNG, JPEG or GeoTIFF image (unrecognised file header)")
+
+
+def check_pixels(path: Path, width: int, height: int, limit: int) -> None:
+    """InputError for an image without pixels, TooLargeError for one over `limit` pixels."""
+    if width <= 0 or height <= 0:
+        raise InputError(f"{path.name} has no pixels ({width}x{height})")
+    if width * height > limit:
+        raise TooLargeError(
+            f"{path.name} claims {width}x{height} = {width * height:,} pixels, over the limit of {limit:,} "
+            "(set LANDSENTRY_MAX_PIXELS / LANDSENTRY_MAX_DECODED_PIXELS to raise it, or tile the image)"
+        )
+
+
+def short_error(exc: BaseException) -> str:
+    """The first line of an error (for rasterio: of the GDAL error behind it), for one-line messages."""
+    if exc.__cause__ is not None and "previous exception" in str(exc):
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:240]
+
+
+def picture_to_array(img: Image.Image) -> tuple[np.ndarray, bool]:
+    """PIL image -> (C x H x W array in uint8, or uint16 for 16-bit PNG; whether the last band is alpha)."""
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("CMYK", "YCbCr", "HSV", "LAB", "1", "PA"):
+        img = img.convert("RGB")
+    elif mode.startswith("I;16") or mode == "I":
+        return np.asarray(img).astype(np.uint16)[None], False
+    elif mode == "F":
+        return np.asarray(img, dtype=np.float32)[None], False
+    array = np.asarray(img)
+    has_alpha = img.mode in ("LA", "RGBA")
+    return (array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))), has_alpha
