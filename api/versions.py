@@ -5,9 +5,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
+from landsentry.models.inference.runner import ChangeRunner
+from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, load_change_model
 from landsentry.models.nn.checkpoint import Checkpoint, load_checkpoint
-from landsentry.models.inference.predictor import Predictor
+from landsentry.models.inference.runner import Predictor
 
 from landsentry.api.store import Store, atomic_copy, new_id
 

@@ -19,7 +19,7 @@ from tests.conftest import require_shared
 from landsentry.models.inference import backends
 from landsentry.models.nn.checkpoint import load_checkpoint
 from landsentry.models.vocabulary.errors import InputError
-from landsentry.models.inference.predictor import Predictor
+from landsentry.models.inference.runner import Predictor
 
 pytest.importorskip("onnxruntime")
 
@@ -51,6 +51,25 @@ def test_onnx_matches_eager_on_odd_sizes_and_batches(tiny):
     assert len(np.unique(a.argmax(0))) > 1  # the fixture really exercises several classes
     small = _field((70, 90), seed=1)  # smaller than one tile: the window is the image, padded to 96 x 96
     assert np.abs(eager.predict_array(small) - onnx.predict_array(small)).max() < 1e-4
+
+
+def test_the_change_model_runs_on_onnx_like_eager(shared_file):
+    """The learned change model goes through the same runner and backends: ONNX (two inputs) gives eager's probabilities."""
+    from landsentry.models.analysis.inputs import open_inputs
+    from landsentry.models.inference.runner import ChangeRunner
+    from landsentry.models.nn.change_net import load_change_model
+
+    model, ckpt = load_change_model()
+    before, after = shared_file("levir_cd/test/A/test_2_0000_0000.png"), shared_file("levir_cd/test/B/test_2_0000_0000.png")
+    probs = {}
+    for backend in ("eager", "onnx"):
+        runner = ChangeRunner(model, ckpt, device="cpu", tile=128, overlap=16, backend=backend)
+        assert runner.backend == backend
+        with open_inputs(after, before) as inputs:
+            probs[backend] = np.concatenate([s.probs for s in runner.iter_strips(inputs.before, inputs.after)], axis=1)
+    assert probs["eager"].shape == (1, 256, 256)
+    assert np.abs(probs["eager"] - probs["onnx"]).max() < 1e-4
+    assert ChangeRunner(model, ckpt, device="cpu", tile=128).backend == "onnx"  # auto: the fast path, as for segmentation
 
 
 def test_auto_picks_onnx_and_falls_back_to_eager(tiny, monkeypatch):

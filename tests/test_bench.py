@@ -14,7 +14,7 @@ import rasterio
 import torch
 from affine import Affine
 
-from landsentry.models.cli import bench
+from landsentry.models.bench import scenes as bench
 
 TINY = ["--tile", "128", "--overlap", "16"]
 

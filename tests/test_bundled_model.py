@@ -6,7 +6,7 @@ from PIL import Image
 
 from landsentry.models.nn.checkpoint import BUNDLED_CHECKPOINT, load_checkpoint
 from landsentry.models.vocabulary.classes import CLASS_ID, DUBAI_TO_SCHEMA, remap
-from landsentry.models.inference.predictor import Predictor
+from landsentry.models.inference.runner import Predictor
 from tests.conftest import require_shared
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landsentry.models.analysis.change import (
-    NEW_BUILDING, NEW_EARTHWORK, NEW_ROAD, NODATA, ChangeParams, StripChange, change_map, clean_masks, drop_small_regions,
-    learned_change_mask,
-)
+from landsentry.models.analysis.change import ChangeParams, StripChange, change_map, clean_masks, drop_small_regions, learned_change_mask
+from landsentry.models.vocabulary.kinds import BY_NAME, CHANGE_NODATA as NODATA
+
+NEW_BUILDING, NEW_ROAD, NEW_EARTHWORK = (BY_NAME[k].change_code for k in ("building", "road", "earthwork"))
 from landsentry.models.vocabulary.classes import CLASS_ID
 
 K = 6

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from landsentry.models.nn.change_net import (
-    ARCH_NAME, BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, SiameseChangeNet, change_arch, load_change_model,
-)
+from landsentry.models.inference.runner import ChangeRunner
+from landsentry.models.nn.change_net import ARCH_NAME, BUNDLED_CHANGE_CHECKPOINT, SiameseChangeNet, change_arch, load_change_model
 from landsentry.models.nn.checkpoint import Checkpoint, save_checkpoint
 from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD
 from landsentry.models.vocabulary.errors import CheckpointError

@@ -23,8 +23,10 @@ from rasterio.warp import calculate_default_transform, reproject, transform_geom
 from rasterio.windows import Window
 from shapely.geometry import box, mapping, shape
 
-from landsentry.models.analysis.change import CHANGE_CODES, NODATA
-from landsentry.models.analysis.flags import CHANGE_KINDS, CSV_COLUMNS
+from landsentry.models.analysis.flags import CSV_COLUMNS
+from landsentry.models.vocabulary.kinds import BY_CODE, CHANGE_KIND_NAMES as CHANGE_KINDS, CHANGE_NODATA as NODATA
+
+CHANGE_CODES = {code: kind.new_name for code, kind in BY_CODE.items()}
 
 BEFORE = "naip_pair/m_4709963_se_14_1_20100629.tif"
 AFTER = "naip_pair/m_4709963_se_14_1_20200831.tif"
@@ -330,13 +332,13 @@ def test_bad_input_is_one_clear_error(case, shared_file, tiny_checkpoint, cli, t
 
 
 def test_failure_midway_leaves_nothing(shared_file, tiny_checkpoint, cli, tmp_path, monkeypatch):
-    from landsentry.models.analysis import two_dates as change_interpret
+    from landsentry.models.analysis import pipeline
     from landsentry.models.vocabulary.errors import InputError
 
     def boom(*args, **kwargs):
         raise InputError("simulated failure after the rasters were written")
 
-    monkeypatch.setattr(change_interpret, "make_flags", boom)
+    monkeypatch.setattr(pipeline, "make_flags", boom)
     before, after = shared_file("levir_cd/test/A/test_2_0000_0000.png"), shared_file("levir_cd/test/B/test_2_0000_0000.png")
     outdir = tmp_path / "out"
     code, _, err = cli(["predict", after, "--before", before, "-o", outdir, "--checkpoint", tiny_checkpoint, *FAST])

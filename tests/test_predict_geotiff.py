@@ -22,9 +22,13 @@ from rasterio.warp import transform_bounds
 from shapely.geometry import box, shape
 from skimage import measure
 
-from landsentry.models.analysis import one_date as interpret_module
+from landsentry.models.analysis import regions as regions_module
+from landsentry.models.analysis.flags import FlagRules
 from landsentry.models.vocabulary.classes import CLASS_ID, IGNORE_INDEX
-from landsentry.models.analysis.one_date import DEFAULT_MIN_AREA_M2, KINDS
+from landsentry.models.vocabulary.kinds import DEFAULT_MIN_AREA_M2
+from landsentry.models.vocabulary.kinds import KINDS as KIND_TABLE
+
+KINDS = {k.class_name: k.name for k in KIND_TABLE}  # class name -> kind name
 from landsentry.models.analysis.polygons import vectorize
 
 NAIP = "naip_pair/m_4709963_se_14_1_20100629.tif"
@@ -160,7 +164,7 @@ def test_default_minimum_areas(tmp_path):
         sizes[kind] = need * 0.25
     path = _class_raster(tmp_path / "c.tif", classes, *GRIDS["utm"][:2])
     conf = _class_raster(tmp_path / "conf.tif", np.full_like(classes, 80), *GRIDS["utm"][:2])
-    regions = interpret_module.find_regions(path, conf, dict(DEFAULT_MIN_AREA_M2), metric=True)
+    regions = regions_module.find_regions(path, conf, {k.class_id: k.name for k in KIND_TABLE}, FlagRules(), metric=True)
     found = {r.properties["kind"]: r for r in regions}
     assert len(regions) == 3 and set(found) == set(KINDS.values()), [(r.properties, r.area_m2) for r in regions]
     for kind, region in found.items():
@@ -244,7 +248,7 @@ def test_png_without_gsd_has_no_areas(tmp_path, tiny_checkpoint, cli):
     feats = load(files["regions.geojson"])["features"]
     assert feats
     assert all(f["properties"]["area_m2"] is None for f in feats), "no ground size known: area is unknown, not pixels"
-    assert all(shape(f["geometry"]).area >= interpret_module.MIN_AREA_PX for f in feats)
+    assert all(shape(f["geometry"]).area >= FlagRules().min_area_px for f in feats)
     with rasterio.open(files["classes.tif"]) as ds:
         classes = ds.read(1)
     # pixel coordinates: the polygons lie on the image grid
@@ -262,7 +266,7 @@ def large_run(tmp_path_factory, tiny_checkpoint, cli, monkeypatch_module):
     with rasterio.open(image, "w", driver="GTiff", width=1500, height=1300, count=3, dtype="uint8",
                        crs=CRS.from_epsg(32616), transform=Affine(0.5, 0, 733000, 0, -0.5, 3725000)) as ds:
         ds.write(data)
-    monkeypatch_module.setattr(interpret_module, "vectorize", functools.partial(vectorize, block=300))
+    monkeypatch_module.setattr(regions_module, "vectorize", functools.partial(vectorize, block=300))
     files = predict(cli, image, root / "out", tiny_checkpoint, "--min-area", "0")
     return image, files
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from landsentry.models.nn.checkpoint import load_checkpoint
-from landsentry.models.inference.predictor import Predictor
+from landsentry.models.inference.runner import Predictor
 from landsentry.models.inference.tiling import StripStitcher, blend_weights, window_starts
 
 ODD_LENGTHS = [1, 31, 511, 512, 513, 1000, 1025]

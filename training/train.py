@@ -29,7 +29,8 @@ from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD
 from landsentry.models.nn.normalization import Normalize, band_stats
 from landsentry.models.vocabulary.errors import CheckpointError
 from landsentry.models.nn.network import build_model
-from landsentry.models.inference.predictor import Predictor, resolve_device
+from landsentry.models.inference.device import resolve_device
+from landsentry.models.inference.runner import Predictor
 from landsentry.training import distributed as dist_utils
 from landsentry.training.config import TrainConfig, add_config_arguments, config_dict, config_values, make_config
 from landsentry.training.curves import plot_curves

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from landsentry.models.analysis.change import CHANGE_CODES, CODE_COLOURS
-from landsentry.models.vocabulary.classes import CLASS_ID, CLASSES, IGNORE_INDEX
-from landsentry.models.analysis.flags import BASE_KINDS
+from landsentry.models.vocabulary.classes import CLASSES, IGNORE_INDEX
+from landsentry.models.vocabulary.kinds import KIND_NAMES, kind_colours
 
 from landsentry.api.deps import get_holder, get_store
 from landsentry.api.store import Store
 from landsentry.api.versions import ModelHolder, public_model
 
 router = APIRouter(prefix="/v1", tags=["service"])
-KIND_CLASS = {"building": "building", "road": "road", "earthwork": "bare_soil"}
 
 
 @router.get("/health")
@@ -28,7 +26,5 @@ def health(request: Request, store: Store = Depends(get_store), holder: ModelHol
 @router.get("/classes")
 def classes() -> dict:
     """The class schema (ids, names, colours) and the flag kinds with their colours."""
-    kind_colors = {kind: list(CLASSES[CLASS_ID[name]].color) for kind, name in KIND_CLASS.items()}
-    kind_colors.update({kind: list(CODE_COLOURS[code]) for code, kind in CHANGE_CODES.items()})
     return {"classes": [{"id": c.id, "name": c.name, "title": c.title, "color": list(c.color)} for c in CLASSES],
-            "ignore_index": IGNORE_INDEX, "kinds": list(BASE_KINDS), "kind_colors": kind_colors}
+            "ignore_index": IGNORE_INDEX, "kinds": list(KIND_NAMES), "kind_colors": kind_colours()}

@@ -17,7 +17,7 @@ values, so a different season, sun angle or sensor does not read as change. For 
 The masks are then cleaned with a morphological opening (drops specks and 1-2 px slivers along
 edges) and closing (fills pinholes), both by max pooling in torch. The per-pixel confidence of a
 new-K pixel is `p_after(K) * (1 - p_before(K))` (averaged with the learned change probability when
-that is used). Minimum areas are applied later, on polygons (`models.change_interpret`).
+that is used). Minimum areas are applied later, on polygons (`models.analysis.regions`).
 
 Everything is a function of a neighbourhood of at most `ChangeParams.halo` rows, so scenes are
 processed in strips (`StripChange`) with exactly the same result as on the whole array.
@@ -25,20 +25,12 @@ processed in strips (`StripChange`) with exactly the same result as on the whole
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterator
-
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from landsentry.models.vocabulary.classes import CLASS_ID
-
-NONE, NEW_BUILDING, NEW_ROAD, NEW_EARTHWORK, NODATA = 0, 1, 2, 3, 255
-CHANGE_CODES: dict[int, str] = {NEW_BUILDING: "new_building", NEW_ROAD: "new_road", NEW_EARTHWORK: "new_earthwork"}
-"""change.tif codes (0 = no change, 255 = nodata or outside the overlap)."""
-CODE_CLASS: dict[int, int] = {NEW_BUILDING: CLASS_ID["building"], NEW_ROAD: CLASS_ID["road"], NEW_EARTHWORK: CLASS_ID["bare_soil"]}
-"""The after-image class each change code stands for."""
-CODE_COLOURS: dict[int, tuple[int, int, int]] = {NEW_BUILDING: (230, 25, 75), NEW_ROAD: (255, 225, 25), NEW_EARTHWORK: (245, 130, 48)}
+from landsentry.models.analysis.polygons import label_components
+from landsentry.models.vocabulary.kinds import CHANGE_NODATA, KINDS, NO_CHANGE
 
 
 @dataclass(frozen=True)
@@ -111,8 +103,8 @@ def change_map(
     `before_probs`, `after_probs`: K x H x W softmax probabilities of the two dates on one grid;
     `valid`: H x W bool, both dates have data; `change_prob`: H x W learned change probability or None.
     """
-    codes = list(CODE_CLASS)
-    cls = [CODE_CLASS[c] for c in codes]
+    codes = [k.change_code for k in KINDS]
+    cls = [k.class_id for k in KINDS]
     with torch.no_grad():
         after = torch.from_numpy(np.ascontiguousarray(after_probs, np.float32))
         before = torch.from_numpy(np.ascontiguousarray(before_probs[cls], np.float32))
@@ -130,13 +122,13 @@ def change_map(
             score = (score + learned) / 2
         raw &= ok
         masks = clean_masks(raw[None].float(), params.open_px, params.close_px)[0] > 0.5
-        # closing may let two kinds claim a pixel: the first code wins (building, road, earthwork)
+        # closing may let two kinds claim a pixel: the first kind of the table wins (building, road, earthwork)
         out = torch.zeros(valid.shape, dtype=torch.uint8)
         conf = torch.zeros(valid.shape, dtype=torch.float32)
         for i in reversed(range(len(codes))):
             out[masks[i]] = codes[i]
             conf[masks[i]] = score[i][masks[i]]
-        out[~ok] = NODATA
+        out[~ok] = CHANGE_NODATA
         conf[~ok] = 0
     return out.numpy(), conf.numpy()
 
@@ -204,22 +196,12 @@ class StripChange:
         return [strip]
 
 
-def iter_change(strips: Iterator[tuple], height: int, params: ChangeParams = ChangeParams()) -> Iterator[ChangeStrip]:
-    """(row0, before_probs, after_probs, valid, change_prob|None) strips in -> finished ChangeStrips out."""
-    stitch = StripChange(params)
-    for row0, before, after, valid, change in strips:
-        last = row0 + valid.shape[0] >= height
-        yield from stitch.push(row0, before, after, valid, change, last=last)
-
-
 def drop_small_regions(codes: np.ndarray, min_pixels: dict[int, float]) -> np.ndarray:
     """In-memory minimum area: 4-connected regions of each code smaller than `min_pixels[code]` become 0.
 
-    The file path applies the same rule on polygons (`models.change_interpret.change_regions`);
-    this one serves evaluation on small arrays.
+    The file path applies the same rule on polygons (`models.analysis.regions`); this one serves
+    evaluation on small arrays.
     """
-    from landsentry.models.analysis.polygons import label_components
-
     out = codes.copy()
     for code, limit in min_pixels.items():
         mask = codes == code
@@ -228,5 +210,5 @@ def drop_small_regions(codes: np.ndarray, min_pixels: dict[int, float]) -> np.nd
         labels, counts = label_components(mask)
         small = counts < limit
         small[0] = False
-        out[small[labels]] = NONE
+        out[small[labels]] = NO_CHANGE
     return out

@@ -27,32 +27,31 @@ from rasterio import features
 from rasterio.crs import CRS
 from shapely.geometry.base import BaseGeometry
 
-from landsentry.models.vocabulary.classes import CLASS_ID, CLASS_NAMES
+from landsentry.models.analysis.polygons import Region
 from landsentry.models.io.geojson import write_features
 from landsentry.models.io.permits import Permits
-from landsentry.models.analysis.polygons import Region
+from landsentry.models.vocabulary.classes import CLASS_ID, CLASS_NAMES
+from landsentry.models.vocabulary.kinds import DEFAULT_MIN_AREA_M2, KIND_NAMES, KINDS, kind_of
 
-BASE_KINDS: tuple[str, ...] = ("building", "road", "earthwork")
-CHANGE_KINDS: tuple[str, ...] = tuple(f"new_{k}" for k in BASE_KINDS)
-DEFAULT_MIN_AREA_M2: dict[str, float] = {"building": 20.0, "road": 50.0, "earthwork": 100.0}
-"""Same defaults as the single-image regions (models.interpret)."""
 CSV_COLUMNS = ("kind", "count", "area_m2", "suspected_illegal_count", "suspected_illegal_area_m2")
 
 
 @dataclass(frozen=True)
 class FlagRules:
-    """Minimum areas and the suspected-illegal rules. Defaults are what `landsentry predict` uses."""
+    """Minimum areas and the suspected-illegal rules: the only carrier of both. Defaults are what
+    `landsentry predict` uses (the kinds table, `models.vocabulary.kinds`)."""
 
     min_area_m2: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_AREA_M2))
-    """Smallest flag kept per kind (building, road, earthwork; the same for new_*), in m².
-    Without a ground size (PNG/JPEG without --gsd) a flag must cover at least 16 pixels instead."""
+    """Smallest flag kept per kind (building, road, earthwork; the same for new_*), in m²."""
+    min_area_px: int = 16
+    """Without a ground size (PNG/JPEG without --gsd) a flag must cover at least this many pixels instead."""
     protected_classes: tuple[str, ...] = ("vegetation", "water")
     """Before-image classes that make a new building/earthwork suspect (rule a)."""
     protected_share: float = 0.5
     """Rule (a) fires when at least this share of the flag's area showed protected classes before."""
     outside_permits_share: float = 0.5
     """Rule (b) fires when at least this share of the flag's area lies outside every permitted parcel."""
-    suspect_kinds: tuple[str, ...] = ("building", "earthwork")
+    suspect_kinds: tuple[str, ...] = tuple(k.name for k in KINDS if k.suspectable)
     """Kinds the rules apply to (roads are never suspected; see the module docstring)."""
 
     def __post_init__(self) -> None:
@@ -62,9 +61,9 @@ class FlagRules:
         unknown = [c for c in self.protected_classes if c not in CLASS_ID]
         if unknown:
             raise ValueError(f"unknown protected classes {unknown}; known: {', '.join(CLASS_NAMES)}")
-        missing = [k for k in BASE_KINDS if k not in self.min_area_m2]
-        if missing or any(v < 0 for v in self.min_area_m2.values()):
-            raise ValueError(f"min_area_m2 needs a non-negative area for each of {BASE_KINDS}")
+        missing = [k for k in KIND_NAMES if k not in self.min_area_m2]
+        if missing or any(v < 0 for v in self.min_area_m2.values()) or self.min_area_px < 0:
+            raise ValueError(f"min_area_m2 needs a non-negative area for each of {KIND_NAMES}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,10 +89,6 @@ class Flag:
             "confidence": self.confidence,
             "before_class": self.before_class,
         }
-
-
-def base_kind(kind: str) -> str:
-    return kind[4:] if kind.startswith("new_") else kind
 
 
 def class_shares_under(geometry: BaseGeometry, dataset: rasterio.DatasetReader) -> np.ndarray:
@@ -129,7 +124,7 @@ def make_flags(
             kind = region.properties["kind"]
             flag = Flag(kind, region.geometry, region.area_m2, region.confidence)
             reasons = []
-            suspect_kind = base_kind(kind) in rules.suspect_kinds
+            suspect_kind = kind_of(kind).name in rules.suspect_kinds
             if ds is not None:
                 counts = class_shares_under(region.geometry, ds)[: len(CLASS_NAMES)]
                 total = counts.sum()
@@ -167,22 +162,6 @@ def write_flag_files(workdir: Path, flags: list[Flag], crs: CRS | None, kinds: t
     rows = summary_rows(flags, kinds)
     write_summary_csv(workdir / "summary.csv", rows)
     return rows
-
-
-def single_date_flags(workdir: Path, regions: list[Region], crs: CRS | None, permits: "Permits | str | Path | None",
-                      rules: FlagRules | None = None, wgs84: bool = False) -> dict:
-    """One image: its building/road/earthwork regions as flags (before_class null), written like the
-    pair's, rule (b) applied when permits are given; returns what goes into summary.json."""
-    from landsentry.models.io.permits import load_permits
-
-    rules = rules or FlagRules()
-    if permits is not None and not isinstance(permits, Permits):
-        permits = load_permits(permits, crs)
-    flags = make_flags(regions, rules, permits)
-    rows = write_flag_files(workdir, flags, crs, BASE_KINDS, wgs84)
-    return {"count": len(flags), "suspected_illegal": sum(f.suspected_illegal for f in flags),
-            "kinds": {r["kind"]: {k: v for k, v in r.items() if k != "kind"} for r in rows},
-            "rules": rules.as_dict(), "permits": permits.describe() if permits is not None else None}
 
 
 def summary_rows(flags: list[Flag], kinds: tuple[str, ...]) -> list[dict]:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import rasterio
@@ -98,6 +99,14 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels.astype(np.int32, copy=False), np.bincount(labels.ravel(), minlength=n + 1)
 
 
+class BlockSink(Protocol):
+    """Receives the blocks `vectorize` reads, to write a raster that agrees with the regions it keeps."""
+
+    def write(self, window: Window, classes: np.ndarray, dropped: np.ndarray) -> None: ...
+
+    def erase(self, geometries: list[BaseGeometry]) -> None: ...
+
+
 @dataclass
 class _Piece:
     """A region of one block with its confidence sum and pixel count (for means after merging)."""
@@ -122,8 +131,9 @@ def _edge_labels(labels: np.ndarray, inner: dict[str, bool]) -> np.ndarray:
 
 
 def _block_pieces(classes: np.ndarray, conf: np.ndarray | None, class_ids: list[int], min_pixels: dict[int, int],
-                  inner: dict[str, bool], transform) -> tuple[list[_Piece], list[_Piece]]:
-    """(finished, continuing) regions of the given classes in one block.
+                  inner: dict[str, bool], transform, dropped: np.ndarray | None = None) -> tuple[list[_Piece], list[_Piece]]:
+    """(finished, continuing) regions of the given classes in one block; the pixels of components too
+    small to keep are marked in `dropped` when it is given.
 
     Components are labelled per class first, so the many too small to reach their minimum are
     dropped before they become polygons, and each polygon's pixel count and confidence sum come from
@@ -143,6 +153,8 @@ def _block_pieces(classes: np.ndarray, conf: np.ndarray | None, class_ids: list[
         edge = np.zeros_like(keep)
         edge[_edge_labels(labels, inner)] = True
         keep |= edge
+        if dropped is not None:
+            dropped |= mask & ~keep[labels]
         kept = np.flatnonzero(keep)
         if not len(kept):
             continue
@@ -219,6 +231,7 @@ def vectorize(
     block: int = 2048,
     confidence_path: Path | None = None,
     min_pixels: int = 0,
+    publish: "BlockSink | None" = None,
 ) -> list[Region]:
     """Polygons of the given classes from a class GeoTIFF, merged across blocks, filtered and simplified.
 
@@ -226,6 +239,10 @@ def vectorize(
     of fewer pixels whatever the units (for rasters without ground units). Each block is read once
     for all classes; components too small to reach their minimum are dropped before they
     become polygons. With `confidence_path`, each region's mean confidence (0..1) over its pixels.
+
+    With `publish`, every block is handed to it with the pixels of the components that were not
+    kept (`publish.write`), and the pixel-exact outlines of pieces dropped only after merging across
+    blocks (`publish.erase`): what it writes then holds exactly the returned regions' pixels.
     """
     minimum = {cid: float(min_area_m2[cid] if isinstance(min_area_m2, Mapping) else min_area_m2) for cid in class_ids}
     with rasterio.open(class_path) as ds:
@@ -235,7 +252,7 @@ def vectorize(
     fewest = {cid: max(min_pixels, min_pixels_for(minimum[cid], crs, transform, metric_pixels, bounds)) for cid in class_ids}
     windows = [Window(col, row, min(block, W - col), min(block, H - row)) for row in range(0, H, block) for col in range(0, W, block)]
 
-    def pieces(win: Window) -> tuple[list[_Piece], list[_Piece]]:
+    def pieces(win: Window) -> tuple[list[_Piece], list[_Piece], np.ndarray, np.ndarray | None]:
         # each block opens its own handles: GDAL handles are not shared between threads
         with rasterio.open(class_path) as ds:
             classes = ds.read(1, window=win)
@@ -243,27 +260,33 @@ def vectorize(
         if confidence_path is not None:
             with rasterio.open(confidence_path) as conf_ds:
                 conf = conf_ds.read(1, window=win)
-        return _block_pieces(classes, conf, class_ids, fewest, _inner_edges(win, W, H), rio_windows.transform(win, transform))
+        dropped = np.zeros(classes.shape, bool) if publish is not None else None
+        done, continuing = _block_pieces(classes, conf, class_ids, fewest, _inner_edges(win, W, H),
+                                         rio_windows.transform(win, transform), dropped)
+        return done, continuing, classes, dropped
 
     finished: list[_Piece] = []
     pending: list[_Piece] = []
     # blocks in parallel threads: labelling, GDAL and shapely release the GIL for much of their work
     # (1.4x on 2 cores); results come back in block order, so the output does not depend on timing
     with ThreadPoolExecutor(max_workers=min(len(windows), _cores())) as pool:
-        for done, continuing in pool.map(pieces, windows):
+        for win, (done, continuing, classes, dropped) in zip(windows, pool.map(pieces, windows)):
             finished += done
             pending += continuing
+            if publish is not None:
+                publish.write(win, classes, dropped)
     finished.extend(_merge(pending))
-    regions = []
+    regions, late = [], []
     for piece in finished:
-        if piece.pixels < min_pixels:
-            continue
         region = Region(piece.class_id, piece.geometry, area_m2(piece.geometry, crs, metric_pixels))
-        if region.area_m2 is not None and region.area_m2 < minimum[piece.class_id]:
+        if piece.pixels < min_pixels or (region.area_m2 is not None and region.area_m2 < minimum[piece.class_id]):
+            late.append(piece.geometry)
             continue
         if confidence_path is not None and piece.pixels:
             region.confidence = round(piece.conf_sum / piece.pixels / 100.0, 3)
         regions.append(region)
+    if publish is not None:
+        publish.erase(late)
     if simplify_px > 0:
         simplify(regions, simplify_px * pixel)
     regions.sort(key=lambda r: -(r.area_m2 or r.geometry.area))

@@ -9,7 +9,7 @@ from landsentry.models.inference.backends import BACKENDS
 from landsentry.models.nn.checkpoint import load_checkpoint
 from landsentry.models.cli.options import check_common_options
 from landsentry.models.vocabulary.errors import InputError
-from landsentry.models.inference.predictor import Predictor
+from landsentry.models.inference.runner import Predictor
 from landsentry.models.inference.tiling import default_overlap
 from landsentry.training.data_setup import records_from_spec
 from landsentry.training.datasets import SegmentationDataset, split_by_group

@@ -25,16 +25,18 @@ import numpy as np
 from PIL import Image
 
 from landsentry.models.io.align import open_pair
-from landsentry.models.analysis.change import CHANGE_CODES, ChangeParams, change_map, drop_small_regions, learned_change_mask
+from landsentry.models.analysis.change import ChangeParams, change_map, drop_small_regions, learned_change_mask
 from landsentry.models.nn.checkpoint import load_checkpoint
 from landsentry.models.cli.options import check_common_options
 from landsentry.models.vocabulary.errors import InputError
-from landsentry.models.analysis.flags import DEFAULT_MIN_AREA_M2, base_kind
-from landsentry.models.analysis.one_date import MIN_AREA_PX
-from landsentry.models.inference.predictor import Predictor
+from landsentry.models.analysis.flags import FlagRules
+from landsentry.models.vocabulary.kinds import KINDS
+from landsentry.models.inference.runner import Predictor
 from landsentry.models.io.formats import sniff_format
 
 METHODS = ("class", "learned", "combined")
+RULES = FlagRules()
+"""The minimum areas `landsentry predict` applies (evaluation scores what it would flag)."""
 TITLES = {
     "class": "class comparison (any new_* pixel)",
     "learned": "learned change model (prob >= t)",
@@ -118,8 +120,8 @@ def read_label(path: Path, shape: tuple[int, int]) -> np.ndarray:
 def min_pixels(gsd: float | None) -> dict[int, float]:
     """Minimum region size per change code in pixels: the default m² at this ground size, or 16 px."""
     if gsd is None:
-        return {code: MIN_AREA_PX for code in CHANGE_CODES}
-    return {code: DEFAULT_MIN_AREA_M2[base_kind(kind)] / (gsd * gsd) for code, kind in CHANGE_CODES.items()}
+        return {k.change_code: RULES.min_area_px for k in KINDS}
+    return {k.change_code: RULES.min_area_m2[k.name] / (gsd * gsd) for k in KINDS}
 
 
 def scores(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -155,7 +157,7 @@ def evaluate_pair(before: Path, after: Path, label: Path, predictor: Predictor, 
             codes, _ = change_map(probs_b, probs_a, valid, replace(params, use_change_model=method == "combined"),
                                   change if method == "combined" else None)
             codes = drop_small_regions(codes, limits)
-            predicted = np.isin(codes, [c for c, k in CHANGE_CODES.items() if base_kind(k) in kinds])
+            predicted = np.isin(codes, [k.change_code for k in KINDS if k.name in kinds])
         t, p = truth[valid], predicted[valid]
         out[method] = np.array([np.sum(t & p), np.sum(~t & p), np.sum(t & ~p)], np.int64)
     return out
@@ -165,7 +167,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     check_common_options(args)
     pairs = find_pairs(args.folder, args.split, args.sites)
-    from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
+    from landsentry.models.inference.runner import ChangeRunner
+    from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, load_change_model
 
     kwargs = {k: getattr(args, k) for k in ("tolerance_px", "min_after_prob", "max_before_prob", "change_threshold", "learned_threshold") if getattr(args, k) is not None}
     try:
@@ -196,7 +199,7 @@ def main(argv: list[str]) -> int:
     where = f"{args.folder}" + (f" (split {args.split})" if any("/" in n for n in per_pair) else "")
     print(f"evaluate-change: {len(pairs)} pair(s) from {where}, {labelled:,} labelled pixels, {changed / max(1, labelled):.1%} changed")
     print(f"segmentation model: {checkpoint.path}; change model: {change_ckpt.path if change_ckpt else 'none'}; "
-          f"min areas: {'m² at ' + str(args.gsd) + ' m/px' if args.gsd else f'{MIN_AREA_PX} px'}")
+          f"min areas: {'m² at ' + str(args.gsd) + ' m/px' if args.gsd else f'{RULES.min_area_px} px'}")
     if len(args.kinds) < 3:
         print(f"class-based maps count new_{', new_'.join(args.kinds)} only")
     print(f"{'method':<40} {'precision':>9} {'recall':>7} {'F1':>6} {'IoU':>6}")

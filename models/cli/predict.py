@@ -1,7 +1,7 @@
 """`landsentry predict IMAGE -o OUTDIR`: interpret one image with the bundled (or a given) checkpoint.
 
 With `--before BEFORE`, IMAGE is the after image of a pair: both dates are aligned and compared into
-change flags (`models.change_interpret`); `--permits PARCELS.geojson` adds the outside-permits rule
+change flags (`models.analysis.two_dates`); `--permits PARCELS.geojson` adds the outside-permits rule
 (for one image too: its buildings and earthworks outside every parcel are flagged).
 """
 from __future__ import annotations
@@ -12,12 +12,16 @@ from pathlib import Path
 
 import torch
 
-from landsentry.models.inference.backends import BACKENDS
-from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.analysis.change import ChangeParams
+from landsentry.models.analysis.flags import FlagRules
+from landsentry.models.analysis.interpret import interpret, open_inputs
 from landsentry.models.cli.options import check_common_options
+from landsentry.models.inference.backends import BACKENDS
+from landsentry.models.inference.runner import ChangeRunner, Predictor
+from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, load_change_model
+from landsentry.models.nn.checkpoint import load_checkpoint
 from landsentry.models.vocabulary.errors import InputError
-from landsentry.models.analysis.one_date import interpret
-from landsentry.models.inference.predictor import Predictor
+from landsentry.models.vocabulary.kinds import DEFAULT_MIN_AREA_M2, KINDS
 
 PROGRESS_MIN_WINDOWS = 16  # smaller inputs finish before a bar would help
 
@@ -29,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None, help="landsentry checkpoint (default: the bundled model)")
     p.add_argument("--gsd", type=float, default=None, help="ground sample distance in metres per pixel, for PNG/JPEG (GeoTIFFs carry it)")
     p.add_argument("--bands", type=str, default=None, help="1-based band numbers to use, e.g. 3,2,1 (default: by band count)")
-    p.add_argument("--min-area", type=float, default=None, help="smallest region kept, m² (default: building 20, road 50, earthwork 100)")
+    p.add_argument("--min-area", type=float, default=None,
+                   help="smallest region kept, m² (default: " + ", ".join(f"{k.name} {k.min_area_m2:g}" for k in KINDS) + ")")
     p.add_argument("--wgs84", action="store_true", help="also write regions.wgs84.geojson in EPSG:4326")
     p.add_argument("--tile", type=int, default=512, help="window size in pixels (multiple of 32)")
     p.add_argument("--overlap", type=int, default=None, help="overlap between windows in pixels (default: tile / 16, 32 px)")
@@ -44,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     pair.add_argument("--permits", type=Path, default=None, help="GeoJSON of permitted parcels: buildings/earthworks outside them are suspected illegal")
     pair.add_argument("--change-checkpoint", type=Path, default=None, help="learned change model (default: the bundled one when present)")
     pair.add_argument("--no-change-model", action="store_true", help="class comparison only, without the learned change model")
-    for kind, default in (("building", 20), ("road", 50), ("earthwork", 100)):
-        pair.add_argument(f"--min-area-{kind}", type=float, default=None, help=f"smallest {kind} flag kept, m² (default {default}; overrides --min-area)")
+    for kind in KINDS:
+        pair.add_argument(f"--min-area-{kind.name}", type=float, default=None,
+                          help=f"smallest {kind.name} flag kept, m² (default {kind.min_area_m2:g}; overrides --min-area)")
     pair.add_argument("--tolerance-px", type=int, default=None, help="misregistration between the dates tolerated, pixels (default 3)")
     pair.add_argument("--min-after-prob", type=float, default=None, help="after-class probability needed for a new region (default 0.4)")
     pair.add_argument("--max-before-prob", type=float, default=None, help="before probability of that class must stay below this (default 0.3)")
@@ -69,9 +75,11 @@ def main(argv: list[str]) -> int:
     check_common_options(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    rules, params = flag_rules(args), change_params(args)
     checkpoint = load_checkpoint(args.checkpoint)
     predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                           backend=args.backend, precision=args.precision, threads=args.threads)
+    runner = change_runner(args, params) if args.before is not None else None
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -84,38 +92,34 @@ def main(argv: list[str]) -> int:
             bar = tqdm(total=total, unit="window", desc=args.image.name)
         bar.update(done - bar.n)
 
-    min_area = {k: args.min_area for k in ("building", "road", "earthwork")} if args.min_area is not None else None
-    rules = flag_rules(args, min_area)
-    if args.before is not None:
-        try:
-            return predict_pair(args, predictor, rules, progress)
-        finally:
-            if bar is not None:
-                bar.close()
-    permits = preload_permits(args, checkpoint.in_channels) if args.permits is not None else None
     try:
-        result = interpret(args.image, args.outdir, predictor, gsd=args.gsd, bands=parse_bands(args.bands),
-                           min_area_m2=dict(rules.min_area_m2), wgs84=args.wgs84, progress=progress, permits=permits, rules=rules)
+        with open_inputs(args.image, args.before, args.permits, channels=checkpoint.in_channels,
+                         bands=parse_bands(args.bands), gsd=args.gsd) as inputs:
+            result = interpret(inputs, args.outdir, predictor, runner, rules=rules, params=params, wgs84=args.wgs84, progress=progress)
     finally:
         if bar is not None:
             bar.close()
-    print(json.dumps(result.summary["kinds"], indent=1))
+    summary = result.summary
+    print(json.dumps(summary["kinds"], indent=1))
+    if args.before is not None:
+        print(f"{summary['flags']} flag(s), {summary['suspected_illegal']} suspected illegal ({summary['method']})")
+    width = max(len(name) for name in result.files)
     for name, path in result.files.items():
-        print(f"{name:>16}: {path}")
+        print(f"{name:>{width}}: {path}")
     return 0
 
 
-# --- two dates, permits (models.change_interpret, models.flags) ------------------------------------
+# --- options -> rules, change parameters, the change model ------------------------------------------
 def _check_share(name: str, value: float | None) -> None:
     if value is not None and not 0.0 <= value <= 1.0:
         raise InputError(f"--{name.replace('_', '-')} must be between 0 and 1, not {value}")
 
 
-def flag_rules(args: argparse.Namespace, min_area: dict[str, float] | None):
+def flag_rules(args: argparse.Namespace) -> FlagRules:
     """FlagRules from --min-area(-KIND), --protected-share, --outside-permits-share."""
-    from landsentry.models.analysis.flags import DEFAULT_MIN_AREA_M2, FlagRules
-
-    areas = {**DEFAULT_MIN_AREA_M2, **(min_area or {})}
+    areas = dict(DEFAULT_MIN_AREA_M2)
+    if args.min_area is not None:
+        areas = {kind: args.min_area for kind in areas}
     for kind in areas:
         value = getattr(args, f"min_area_{kind}", None)
         if value is not None:
@@ -124,7 +128,7 @@ def flag_rules(args: argparse.Namespace, min_area: dict[str, float] | None):
         raise InputError("minimum areas must be 0 or more m²")
     _check_share("protected_share", args.protected_share)
     _check_share("outside_permits_share", args.outside_permits_share)
-    kwargs = {"min_area_m2": areas}
+    kwargs: dict = {"min_area_m2": areas}
     if args.protected_share is not None:
         kwargs["protected_share"] = args.protected_share
     if args.outside_permits_share is not None:
@@ -132,9 +136,7 @@ def flag_rules(args: argparse.Namespace, min_area: dict[str, float] | None):
     return FlagRules(**kwargs)
 
 
-def change_params(args: argparse.Namespace):
-    from landsentry.models.analysis.change import ChangeParams
-
+def change_params(args: argparse.Namespace) -> ChangeParams:
     kwargs = {}
     for name in ("tolerance_px", "min_after_prob", "max_before_prob", "change_threshold"):
         value = getattr(args, name)
@@ -147,29 +149,9 @@ def change_params(args: argparse.Namespace):
     return ChangeParams(use_change_model=not args.no_change_model, **kwargs)
 
 
-def preload_permits(args: argparse.Namespace, channels: int = 3):
-    """Check the permits file against the image's CRS before any model runs (fail fast, leave nothing)."""
-    from landsentry.models.io.permits import load_permits
-    from landsentry.models.io.raster import RasterSource
-
-    with RasterSource(args.image, channels=channels, bands=parse_bands(args.bands), gsd=args.gsd) as source:
-        crs = source.info.crs
-    return load_permits(args.permits, crs)
-
-
-def predict_pair(args: argparse.Namespace, predictor: Predictor, rules, progress) -> int:
-    from landsentry.models.analysis.two_dates import interpret_pair
-    from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, ChangeRunner, load_change_model
-
-    params = change_params(args)
-    runner = None
-    if params.use_change_model and (args.change_checkpoint is not None or BUNDLED_CHANGE_CHECKPOINT.is_file()):
-        model, ckpt = load_change_model(args.change_checkpoint)
-        runner = ChangeRunner(model, ckpt, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size)
-    result = interpret_pair(args.before, args.image, args.outdir, predictor, runner, permits=args.permits, rules=rules,
-                            params=params, gsd=args.gsd, bands=parse_bands(args.bands), wgs84=args.wgs84, progress=progress)
-    print(json.dumps(result.summary["kinds"], indent=1))
-    print(f"{result.summary['flags']} flag(s), {result.summary['suspected_illegal']} suspected illegal ({result.summary['method']})")
-    for name, path in result.files.items():
-        print(f"{name:>22}: {path}")
-    return 0
+def change_runner(args: argparse.Namespace, params: ChangeParams) -> ChangeRunner | None:
+    """The learned change model (given, or the bundled one when present), unless it is switched off."""
+    if not params.use_change_model or (args.change_checkpoint is None and not BUNDLED_CHANGE_CHECKPOINT.is_file()):
+        return None
+    model, ckpt = load_change_model(args.change_checkpoint)
+    return ChangeRunner(model, ckpt, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size)

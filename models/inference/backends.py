@@ -1,7 +1,8 @@
 """Inference backends: one contract, several engines, the same classes.
 
-Every backend runs `InferenceHead` (normalise -> network) on N x C x H x W float32 windows in
-0..255 whose sides are multiples of 32, and returns N x K x H x W logits as a torch tensor.
+Every backend runs `InferenceHead` (normalise -> network) on one N x C x H x W float32 batch of
+windows in 0..255 per network input (one for segmentation, two dates for the change model), sides
+multiples of 32, and returns N x K x H x W logits as a torch tensor.
 Normalisation lives inside the head, so ONNX Runtime fuses it into the network. The softmax does
 not: ONNX Runtime's Softmax over the channel axis of an NCHW tensor costs as much as the whole
 network (measured: 46 ms -> 96 ms per 512² window), PyTorch's takes about 2 ms.
@@ -47,15 +48,16 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
 class InferenceHead(nn.Module):
-    """0..255 input -> normalised -> network -> logits: what every backend runs."""
+    """0..255 input(s) -> normalised -> network -> logits: what every backend runs."""
 
-    def __init__(self, model: nn.Module, mean: Iterable[float], std: Iterable[float]) -> None:
+    def __init__(self, model: nn.Module, mean: Iterable[float], std: Iterable[float], inputs: int = 1) -> None:
         super().__init__()
         self.model = model
         self.normalize = Normalize(mean, std)
+        self.inputs = inputs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(x))
+    def forward(self, *images: torch.Tensor) -> torch.Tensor:
+        return self.model(*(self.normalize(x) for x in images))
 
 
 def onnxruntime_available() -> bool:
@@ -92,13 +94,14 @@ def build_runner(
     precision: str = "float32",
     threads: int | None = None,
     calibration: list[np.ndarray] | None = None,
+    inputs: int = 1,
 ) -> Runner:
-    """A callable for `backend` (already resolved) that maps 0..255 windows to logits."""
+    """A callable for `backend` (already resolved) that maps 0..255 windows (one batch per input) to logits."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision != "float32" and backend not in ("eager", "compile"):
         raise InputError(f"precision {precision} is for the eager/compile backends; {backend} runs float32 (or int8: onnx-int8)")
-    head = InferenceHead(model, mean, std).to(device)  # the caller's model, in the mode the caller left it
+    head = InferenceHead(model, mean, std, inputs).to(device)  # the caller's model, in the mode the caller left it
     if backend == "eager":
         return _torch_runner(head, device, precision)
     if backend == "compile":
@@ -107,6 +110,8 @@ def build_runner(
     if backend == "onnx":
         return OnnxRunner(export_onnx(head, in_channels), device, threads)
     if backend == "onnx-int8":
+        if inputs != 1:
+            raise InputError("backend 'onnx-int8' is calibrated for single-image models; the change model runs 'onnx' or 'eager'")
         return OnnxRunner(quantize_int8(head, in_channels, calibration), device, threads)
     raise InputError(f"unknown backend {backend!r}")
 
@@ -115,28 +120,34 @@ def _torch_runner(head: nn.Module, device: torch.device, precision: str) -> Runn
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(precision)
 
     @torch.inference_mode()
-    def run(x: torch.Tensor) -> torch.Tensor:
+    def run(*images: torch.Tensor) -> torch.Tensor:
         if dtype is None:
-            return head(x)
+            return head(*images)
         with torch.autocast(device.type, dtype=dtype):  # half-precision convolutions; the caller's softmax runs in float32
-            return head(x)
+            return head(*images)
 
     return run
 
 
 # --- ONNX -----------------------------------------------------------------------------------------
-def export_onnx(head: nn.Module, in_channels: int, path: str | Path | None = None) -> bytes:
+def input_names(inputs: int) -> list[str]:
+    """The ONNX graph's input names: `image`, or `before` and `after` for the change model."""
+    return ["image"] if inputs == 1 else ["before", "after"][:inputs]
+
+
+def export_onnx(head: InferenceHead, in_channels: int, path: str | Path | None = None) -> bytes:
     """The head as an ONNX graph (dynamic batch, height and width); written to `path` when given."""
     head = copy.deepcopy(head).cpu().eval()  # the caller's model stays where and as it is
+    names = input_names(head.inputs)
+    dynamic = {name: {0: "n", 2: "h", 3: "w"} for name in names}
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # the TorchScript exporter warns that it is deprecated and that the network's size test is
         # traced as a constant: that test is true for every input size of this architecture
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            head, (torch.zeros(1, in_channels, 64, 64),), buffer, dynamo=False, opset_version=ONNX_OPSET,
-            input_names=["image"], output_names=["logits"],
-            dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
+            head, tuple(torch.zeros(1, in_channels, 64, 64) for _ in names), buffer, dynamo=False, opset_version=ONNX_OPSET,
+            input_names=names, output_names=["logits"], dynamic_axes={**dynamic, "logits": {0: "n", 2: "h", 3: "w"}},
         )
     data = buffer.getvalue()
     if path is not None:
@@ -171,12 +182,12 @@ class OnnxRunner:
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
         source = str(model) if isinstance(model, Path) else model
         self.session = ort.InferenceSession(source, options, providers=providers)
-        self.input = self.session.get_inputs()[0].name
+        self.inputs = [i.name for i in self.session.get_inputs()]
         self.device = device
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input: x.detach().cpu().numpy()})[0]
-        return torch.from_numpy(out).to(self.device)
+    def __call__(self, *images: torch.Tensor) -> torch.Tensor:
+        feed = {name: x.detach().cpu().numpy() for name, x in zip(self.inputs, images)}
+        return torch.from_numpy(self.session.run(None, feed)[0]).to(self.device)
 
 
 def calibration_windows(in_channels: int, images: list[str | Path] | None = None, size: int = 512, limit: int = 16) -> list[np.ndarray]:

@@ -9,12 +9,14 @@ one runs (overlapped data loading).
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
+
+from landsentry.models.inference.timing import NO_TIMER, Timer
 
 
 def default_overlap(tile: int) -> int:
@@ -115,23 +117,21 @@ RowReader = Callable[[int], tuple[list[np.ndarray], np.ndarray]]
 """read(y) -> (one C x tile_h x W band per input image, tile_h x W valid mask) for the window row at y."""
 
 
-def wait_for(pending: Future) -> tuple[list[np.ndarray], np.ndarray]:
-    """The prefetched row band (a function of its own so `landsentry bench` can time the waiting)."""
-    return pending.result()
-
-
 def stitch_windows(
     stitcher: StripStitcher,
     read: RowReader,
     predict: Callable[..., np.ndarray],
     batch_size: int,
     progress: Callable[[int, int], None] | None = None,
+    timer: Timer = NO_TIMER,
+    model_stage: str = "model",
 ) -> Iterator[Strip]:
     """Predict every window of the grid, row by row, and yield the finished strips.
 
     `predict` takes one N x C x h x w batch per input image and returns N x K x h x w probabilities.
     The next row band is read in a background thread while this one is predicted: GDAL's decoding
     and the model both release the GIL, so on a GPU the reading hides behind the model entirely.
+    `timer` receives the time spent waiting for reads ("read") and in `predict` (`model_stage`).
     """
     rows = list(stitcher.windows())
     total, done = len(rows) * len(stitcher.cols), 0
@@ -139,12 +139,14 @@ def stitch_windows(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="landsentry-read") as pool:
         pending = pool.submit(read, rows[0][0])
         for i, (y, cols) in enumerate(rows):
-            bands, valid = wait_for(pending)
+            with timer.stage("read"):  # reading runs ahead in a thread: what costs is the wait
+                bands, valid = pending.result()
             if i + 1 < len(rows):
                 pending = pool.submit(read, rows[i + 1][0])
             for j in range(0, len(cols), batch_size):
                 xs = cols[j : j + batch_size]
-                probs = predict(*[np.stack([band[:, :, x : x + tw] for x in xs]) for band in bands])
+                with timer.stage(model_stage):
+                    probs = predict(*[np.stack([band[:, :, x : x + tw] for x in xs]) for band in bands])
                 for x, p in zip(xs, probs):
                     stitcher.add(y, x, p, valid[:, x : x + tw])
                 done += len(xs)

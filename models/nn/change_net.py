@@ -8,27 +8,20 @@ logit per pixel (bilinear upsampling from stride 4).
 
 Checkpoints use the landsentry checkpoint format (`models.checkpoint`) with
 `arch = {"name": "siamese_lite0_change", "in_channels": 3, "num_classes": 1, "decoder_channels": [...]}`;
-`load_change_model` refuses anything else. `ChangeRunner` produces change probabilities for an
-aligned pair strip by strip, on the same windows and blending as the segmentation predictor.
+`load_change_model` refuses anything else. `models.inference.runner.ChangeRunner` runs it over an
+aligned pair strip by strip, on the same windows, blending and backends as the segmentation model.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
 import torch
-from rasterio.windows import Window
 from torch import nn
 from torch.nn import functional as F
 
 from landsentry.models.nn.checkpoint import Checkpoint, load_checkpoint
-from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD, EfficientNetLite0Encoder, load_imagenet_weights
-from landsentry.models.nn.normalization import Normalize
+from landsentry.models.nn.encoder import EfficientNetLite0Encoder, load_imagenet_weights
 from landsentry.models.vocabulary.errors import CheckpointError
-from landsentry.models.inference.predictor import ProgressFn, default_batch_size, resolve_device
-from landsentry.models.inference.tiling import StripStitcher, default_overlap, stitch_windows
 
 ARCH_NAME = "siamese_lite0_change"
 BUNDLED_CHANGE_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "landsentry-change.pt"
@@ -113,44 +106,3 @@ def load_change_model(path: str | Path | None = None) -> tuple[SiameseChangeNet,
     except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{ckpt.path}: weights do not fit its change architecture {ckpt.arch}: {str(exc).splitlines()[0][:200]}") from None
     return model.eval(), ckpt
-
-
-class ChangeRunner:
-    """Change probabilities of an aligned pair, in strips, with the predictor's windows and blending."""
-
-    def __init__(self, model: SiameseChangeNet, checkpoint: Checkpoint | None = None, device: str = "auto",
-                 tile: int = 512, overlap: int | None = None, batch_size: int | None = None) -> None:
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
-        self.checkpoint = checkpoint
-        self.in_channels = model.encoder.stem[0].in_channels
-        self.tile, self.batch_size = tile, batch_size or default_batch_size(self.device)
-        self.overlap = default_overlap(tile) if overlap is None else overlap
-        mean = tuple(checkpoint.mean) if checkpoint else IMAGENET_MEAN
-        std = tuple(checkpoint.std) if checkpoint else IMAGENET_STD
-        self.normalize = Normalize(mean, std, self.in_channels).to(self.device)
-
-    @torch.inference_mode()
-    def predict_batch(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        """N x C x h x w (0..255) pairs -> N x 1 x h x w change probabilities."""
-        b = self.normalize(torch.from_numpy(np.ascontiguousarray(before[:, : self.in_channels])).to(self.device, torch.float32))
-        a = self.normalize(torch.from_numpy(np.ascontiguousarray(after[:, : self.in_channels])).to(self.device, torch.float32))
-        h, w = b.shape[-2:]
-        pad_h, pad_w = (-h) % 32, (-w) % 32
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            b, a = F.pad(b, (0, pad_w, 0, pad_h), mode=mode), F.pad(a, (0, pad_w, 0, pad_h), mode=mode)
-        return torch.sigmoid(self.model(b, a)[..., :h, :w].float()).cpu().numpy()
-
-    def iter_strips(self, before, after, progress: ProgressFn | None = None) -> Iterator:
-        """Blended change probability strips (Strip with probs 1 x h x W) of two sources on one grid."""
-        info = after.info
-        stitcher = StripStitcher(info.height, info.width, 1, self.tile, self.overlap)
-
-        def read(y: int) -> tuple[list[np.ndarray], np.ndarray]:
-            window = Window(0, y, info.width, stitcher.tile_h)
-            band_b, valid_b = before.read(window)
-            band_a, valid_a = after.read(window)
-            return [band_b, band_a], valid_a & valid_b
-
-        yield from stitch_windows(stitcher, read, self.predict_batch, self.batch_size, progress)
