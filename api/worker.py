@@ -31,7 +31,7 @@ def spawn(settings: Settings) -> subprocess.Popen:
     from landsentry.api.train_job import ROOT, child_env
 
     settings_file = settings.data_dir / "worker-settings.json"
-    settings_file.write_text(settings.to_json())
+    settings_file.write_text(settings.worker_json())
     log = (settings.data_dir / "worker.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "landsentry.api.worker", "--settings", str(settings_file)], stdout=log,
                             stderr=subprocess.STDOUT, env=child_env(settings.threads), cwd=ROOT, preexec_fn=die_with_parent)
@@ -111,9 +111,9 @@ def run(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m api.worker", description=__doc__)
-    p.add_argument("--settings", type=Path, required=True, help="JSON written by the server (api.settings.Settings.to_json)")
+    p.add_argument("--settings", type=Path, required=True, help="JSON written by the server (Settings.worker_json: no token)")
     args = p.parse_args(argv)
-    return run(Settings.from_json(args.settings.read_text()))
+    return run(Settings.from_worker_json(args.settings.read_text()))
 
 
 if __name__ == "__main__":

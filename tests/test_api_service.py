@@ -60,7 +60,7 @@ def trainable_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, trainable_checkpoint):
-    settings = Settings.from_env(data_dir=tmp_path_factory.mktemp("service"), initial_checkpoint=trainable_checkpoint,
+    settings = Settings.from_env(data_dir=tmp_path_factory.mktemp("service"), model=trainable_checkpoint,
                                  inline_max_pixels=400 * 400, replay=())
     with TestClient(create_app(settings)) as c:
         c.settings = settings

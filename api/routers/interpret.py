@@ -36,7 +36,7 @@ def store_inputs(job_dir: Path, image: UploadFile, before: UploadFile | None, pe
         paths.append(save_image(before, inputs, "before"))
     if permits is not None:
         save_file(permits, inputs / "permits.geojson")
-    pixels = max(w * h for w, h in (probe_size(p, settings.max_pixels) for p in paths))
+    pixels = max(w * h for w, h in (probe_size(p, settings.max_upload_pixels) for p in paths))
     check_inputs(job_dir, channels)  # bad input: 4xx now, not a failed job later
     return pixels
 
