@@ -213,7 +213,7 @@ def run_train_job(store: Store, settings: Settings, job: dict, stop: threading.E
 
 
 def _public(store: Store, model_id: str) -> dict:
-    from landsentry.api.versions import public_model
+    from landsentry.api.public import public_model
 
     return public_model(store.get_model(model_id), store.active_model_id())  # type: ignore[arg-type]
 
