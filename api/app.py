@@ -65,11 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.lock = hold_data_dir(settings.data_dir)
         for job in store.recover():
             log.warning("job %s (%s) was interrupted by a restart: %s", job["id"], job["type"], job["error"] or job["message"])
-        register_initial(store, settings.initial_checkpoint)
+        register_initial(store, settings.model)
         holder = ModelHolder(store, settings.device)
         holder.ensure()
         app.state.store, app.state.holder = store, holder
-        app.state.inference_slots = anyio.CapacityLimiter(settings.inference_concurrency)
+        app.state.inference_slots = anyio.CapacityLimiter(settings.concurrency)
         app.state.worker = None
         supervisor = None
         if settings.worker:

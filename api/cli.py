@@ -28,7 +28,7 @@ def preflight(settings) -> None:
     Store(settings.data_dir)
     hold_data_dir(settings.data_dir).close()
     if not any((settings.data_dir / "models").glob("*.pt")):
-        load_checkpoint(settings.initial_checkpoint)  # the first version must load
+        load_checkpoint(settings.model)  # the first version must load
 
 
 def main(argv: list[str]) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
 
     args = build_parser().parse_args(argv)
     overrides = {"data_dir": args.data_dir} if args.data_dir is not None else {}
-    settings = Settings.from_env(**overrides)
+    settings = Settings.from_env(**overrides)  # a bad LANDSENTRY_* value: one line, exit 2
     preflight(settings)
     print(f"landsentry: serving http://{args.host}:{args.port}/ (API docs at /docs), data in {settings.data_dir}", flush=True)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)

@@ -7,7 +7,6 @@ so a job interrupted by a crash simply runs again.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -19,16 +18,6 @@ from landsentry.models.io.header import probe
 from landsentry.models.vocabulary.errors import InputError
 
 FORMAT_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "GTiff": ".tif"}
-CONTRACT_FILES = {  # the page's names for the files it uses -> file name in JOB/out (single, pair)
-    "overlay": ("overlay.png", "overlay.png"),
-    "after": ("after.png", "after.png"),
-    "before": (None, "before.png"),
-    "classes_png": ("classes.png", "classes.png"),
-    "classes_tif": ("classes.tif", "after_classes.tif"),
-    "flags": ("flags.geojson", "flags.geojson"),
-    "flags_wgs84": ("flags.wgs84.geojson", "flags.wgs84.geojson"),
-    "summary_csv": ("summary.csv", "summary.csv"),
-}
 
 
 def input_path(job_dir: Path, role: str) -> Path | None:
@@ -78,18 +67,3 @@ def run_interpretation(job_dir: Path, predictor: Predictor, change_runner: Chang
                  "crs": info.crs.to_string() if info.crs else None},
         "file_names": sorted(p.name for p in out.iterdir()),
     }
-
-
-def public_result(job_id: str, result: dict | None, job_dir: Path, kind: str | None, with_flags: bool) -> dict | None:
-    """The result as the API shows it: links under /v1/jobs/ID/files/ and (optionally) the flags GeoJSON."""
-    if result is None or "file_names" not in result:
-        return result
-    names = set(result["file_names"])
-    column = 1 if kind == "pair" else 0
-    base = f"/v1/jobs/{job_id}/files/"
-    files = {key: base + pair[column] for key, pair in CONTRACT_FILES.items() if pair[column] in names}
-    files["all"] = {name: base + name for name in sorted(names)}
-    flags = None
-    if with_flags and "flags.geojson" in names:
-        flags = json.loads((job_dir / "out" / "flags.geojson").read_text())
-    return {"flags": flags, "summary": result["summary"], "grid": result["grid"], "files": files, "model": result.get("model")}

@@ -1,6 +1,6 @@
 """Load script (not a test): N interpret requests, C at a time, against a running server; p50/p95 latency and errors.
 
-    .venv/bin/python -m api.loadtest --url http://127.0.0.1:8000 -n 200 -c 200
+    .venv/bin/python -m landsentry.api.loadtest --url http://127.0.0.1:8000 -n 200 -c 200
 
 Each request uploads the same small image: by default a 256x256 window of the bundled sample tile
 (sample_tiles/spacenet_atlanta_pan.tif, real SpaceNet imagery) as a GeoTIFF, or `--image FILE`.
@@ -77,7 +77,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m api.loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m landsentry.api.loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("-n", "--requests", type=int, default=200)
     p.add_argument("-c", "--concurrency", type=int, default=200)

@@ -1,81 +1,94 @@
-"""Service settings, read once from the environment (LANDSENTRY_*) so the same code serves the demo and a deployment."""
+"""Service settings: one field per LANDSENTRY_* environment variable, read once by pydantic-settings.
+
+Each field's name is its variable's name without the prefix (`threads` <- LANDSENTRY_THREADS), so
+this class is the list of what a deployment can set. An empty variable counts as unset. The server
+hands its settings to the worker process as JSON (`worker_json`), without the token.
+"""
 from __future__ import annotations
 
-import os
 import json
-from dataclasses import asdict, dataclass, fields, replace
+import os
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from landsentry.models.nn.checkpoint import BUNDLED_CHECKPOINT
+from landsentry.models.vocabulary.errors import InputError
+
+ENV_PREFIX = "LANDSENTRY_"
+MB = 1024 * 1024
 
 
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+class Settings(BaseSettings):
+    """Everything the service can be told (LANDSENTRY_<FIELD NAME>); fields without a variable are noted."""
 
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="ignore",
+                                      validate_default=True)
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the service can be told; `from_env` documents the variable behind each field."""
+    data_dir: Path = Field(Path("landsentry-data"), description="jobs, samples, model versions and the database")
+    token: str | None = Field(None, description="bearer token for POST/DELETE; unset = open (local demo)")
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field((), description="comma-separated; empty = no CORS headers")
+    model: Path = Field(BUNDLED_CHECKPOINT, description="checkpoint registered as the first model version")
+    max_upload_mb: int = Field(200, gt=0, description="whole request body, in MB")
+    max_upload_pixels: int = Field(400_000_000, gt=0, description="per uploaded image (width x height), from its header")
+    max_sample_pixels: int = Field(4096 * 4096, gt=0, description="per annotated sample")
+    inline_max_pixels: int = Field(2 * 1024 * 1024, gt=0, description="larger interpret requests become background jobs")
+    preview_max_pixels: int = Field(4096 * 4096, gt=0, description="after.png / classes.png (for annotation) only up to this size")
+    concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, description="inline interpretations at once")
+    threads: int = Field(1, description="torch threads per process (server, worker, training): no oversubscription")
+    device: str = Field("auto", description="auto, cpu or cuda")
+    replay: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None, description="space-separated layout:path specs, or 'none'; unset = the active model's own training data")
+    worker: bool = Field(True, description="start the worker process (tests of pure request handling turn it off)")
 
-    data_dir: Path = Path("landsentry-data")
-    token: str | None = None  # bearer token for POST/DELETE; None = open (local demo)
-    cors_origins: tuple[str, ...] = ()  # empty = no CORS headers at all
-    initial_checkpoint: Path = BUNDLED_CHECKPOINT  # registered as the first model version
-    max_upload_bytes: int = 200 * 1024 * 1024  # whole request body
-    max_pixels: int = 400_000_000  # per uploaded image (width x height), checked from the header
-    max_sample_pixels: int = 4096 * 4096  # per annotated sample
-    inline_max_pixels: int = 2 * 1024 * 1024  # larger interpret requests become background jobs
-    preview_max_pixels: int = 4096 * 4096  # after.png / classes.png (for annotation) only up to this size
-    inference_concurrency: int = max(1, os.cpu_count() or 1)  # inline interpretations at once
-    threads: int = 1  # torch threads per process (server, worker, training): no oversubscription
-    device: str = "auto"
-    replay: tuple[str, ...] | None = None  # None: the active model's own training data, where present
-    worker: bool = True  # start the worker process (tests of pure request handling may turn it off)
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return tuple(o.strip() for o in value.split(",") if o.strip()) if isinstance(value, str) else value
+
+    @field_validator("replay", mode="before")
+    @classmethod
+    def _space_separated(cls, value: Any) -> Any:
+        return tuple(s for s in value.split() if s.lower() != "none") if isinstance(value, str) else value
+
+    @field_validator("concurrency", "threads", mode="after")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        return max(1, value)
+
+    @field_validator("data_dir", "model", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.resolve()  # child processes run elsewhere (their job folder)
 
     @property
-    def db_path(self) -> Path:
-        return self.data_dir / "landsentry.db"
-
-    def to_json(self) -> str:
-        """For the worker process (the token stays out: the worker serves no requests)."""
-        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items() if k != "token"}
-        return json.dumps(data)
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * MB
 
     @classmethod
-    def from_json(cls, text: str) -> "Settings":
-        data = json.loads(text)
-        types = {f.name for f in fields(cls)}
-        data = {k: v for k, v in data.items() if k in types}
-        for key in ("data_dir", "initial_checkpoint"):
-            data[key] = Path(data[key])
-        for key in ("cors_origins", "replay"):
-            if data.get(key) is not None:
-                data[key] = tuple(data[key])
-        return cls(**data)
+    def from_env(cls, **overrides: Any) -> Settings:
+        """The environment's settings with `overrides` on top; a bad value is one InputError naming its variable."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise InputError(describe(exc)) from None
+
+    def worker_json(self) -> str:
+        """What the server hands its worker: every setting but the token (the worker serves no requests)."""
+        return self.model_dump_json(exclude={"token"})
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "Settings":
-        """LANDSENTRY_DATA_DIR, LANDSENTRY_TOKEN, LANDSENTRY_CORS_ORIGINS (comma-separated), LANDSENTRY_MODEL,
-        LANDSENTRY_MAX_UPLOAD_MB, LANDSENTRY_MAX_UPLOAD_PIXELS, LANDSENTRY_MAX_SAMPLE_PIXELS,
-        LANDSENTRY_INLINE_MAX_PIXELS, LANDSENTRY_CONCURRENCY, LANDSENTRY_THREADS, LANDSENTRY_DEVICE,
-        LANDSENTRY_REPLAY (space-separated layout:path specs, or "none")."""
-        env = os.environ
-        replay_text = env.get("LANDSENTRY_REPLAY")
-        replay = None if replay_text is None else tuple(s for s in replay_text.split() if s.lower() != "none")
-        settings = cls(
-            data_dir=Path(env.get("LANDSENTRY_DATA_DIR", "landsentry-data")),
-            token=env.get("LANDSENTRY_TOKEN") or None,
-            cors_origins=tuple(o.strip() for o in env.get("LANDSENTRY_CORS_ORIGINS", "").split(",") if o.strip()),
-            initial_checkpoint=Path(env.get("LANDSENTRY_MODEL") or BUNDLED_CHECKPOINT),
-            max_upload_bytes=_int("LANDSENTRY_MAX_UPLOAD_MB", 200) * 1024 * 1024,
-            max_pixels=_int("LANDSENTRY_MAX_UPLOAD_PIXELS", cls.max_pixels),
-            max_sample_pixels=_int("LANDSENTRY_MAX_SAMPLE_PIXELS", cls.max_sample_pixels),
-            inline_max_pixels=_int("LANDSENTRY_INLINE_MAX_PIXELS", cls.inline_max_pixels),
-            inference_concurrency=max(1, _int("LANDSENTRY_CONCURRENCY", max(1, os.cpu_count() or 1))),
-            threads=max(1, _int("LANDSENTRY_THREADS", 1)),
-            device=env.get("LANDSENTRY_DEVICE", "auto"),
-            replay=replay,
-        )
-        settings = replace(settings, **overrides)  # type: ignore[arg-type]
-        return replace(settings, data_dir=Path(settings.data_dir).resolve(), initial_checkpoint=Path(settings.initial_checkpoint).resolve())
+    def from_worker_json(cls, text: str) -> Settings:
+        """The server's settings as handed over; they win over the worker's environment."""
+        return cls(**json.loads(text))
+
+
+def describe(exc: ValidationError) -> str:
+    """One line: each bad setting as its environment variable, the value given and what was wrong."""
+    parts = []
+    for err in exc.errors():
+        name = ENV_PREFIX + "_".join(str(p) for p in err["loc"][:1]).upper()
+        parts.append(f"{name}={err['input']!r}: {err['msg']}" if isinstance(err.get("input"), (str, int, float)) else f"{name}: {err['msg']}")
+    return "bad setting: " + "; ".join(parts)

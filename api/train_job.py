@@ -1,37 +1,39 @@
 """Train jobs: fine-tune the active model on the stored samples with `landsentry train`, in its own process.
 
 The request snapshots the samples into `JOB/data/{train,val}` (hard links, `folder:` layout: masks
-hold schema ids) and fixes the parent version. The worker runs `landsentry train --init-from
-PARENT` on them with one CPU thread (inference keeps the other core), mixing in the parent's own
-training data as replay where those folders exist on this machine. Every epoch the training
-command writes `JOB/run/last.pt` atomically, so a job interrupted by a restart resumes from its last
-finished epoch. Metrics: per-class IoU of the new weights on the held-out samples (whole images),
-and the parent's IoU on the same samples for comparison.
+hold schema ids) and fixes the parent version. The worker writes the run's options to
+`JOB/train.json` (the `--config` file format of `landsentry train`) and runs `landsentry train
+--config JOB/train.json` in the job's folder with one CPU thread (inference keeps the other core),
+mixing in the parent's own training data as replay where those folders exist on this machine. The
+run reports progress, and the reason it failed, as JSON lines in `JOB/run/progress.jsonl`
+(api/train_progress.py). Every epoch it writes `JOB/run/last.pt` atomically, so a job interrupted by
+a restart resumes from its last finished epoch (`--resume`). Metrics: per-class IoU of the new
+weights on the held-out samples (whole images), and the parent's IoU on the same samples.
 """
 from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 from landsentry.models.nn.checkpoint import load_checkpoint
 from landsentry.models.vocabulary.errors import LandsentryError
 
+from landsentry.api.proc import python_module, run_child
 from landsentry.api.settings import Settings
-from landsentry.api.store import Store, atomic_copy
+from landsentry.api.store import Store, atomic_copy, atomic_write_bytes
+from landsentry.api.train_progress import failure_reason, last_event, progress_of
 
-ROOT = Path(__file__).resolve().parents[1]
+# Relative dataset paths in a checkpoint's metadata are as `landsentry train` saw them, run from a
+# checkout; an installed wheel has no such folders, and replay then skips them.
+CHECKOUT = Path(__file__).resolve().parents[1]
 BATCH_SIZE = 4
 MAX_CROP = 256
 FINE_TUNE_LR = 5e-4
 REPLAY_SHARE = 0.3
 DEFAULT_EPOCHS = 2
 DEFAULT_STEPS = 20
-_TQDM = re.compile(r"epoch (\d+):\s+(\d+)%")
 
 
 def held_out(ids: list[str]) -> list[str]:
@@ -68,7 +70,7 @@ def replay_specs(settings: Settings, parent_file: Path) -> list[str]:
         layout, sep, path = spec.partition(":")
         if not sep:
             continue
-        where = Path(path) if Path(path).is_absolute() else ROOT / path
+        where = Path(path) if Path(path).is_absolute() else CHECKOUT / path
         if where.is_dir() and settings.data_dir not in where.resolve().parents:
             specs.append(f"{layout}:{where.resolve()}")
     return list(dict.fromkeys(specs))
@@ -80,95 +82,50 @@ def crop_size(samples: list[dict]) -> int:
     return max(64, min(MAX_CROP, side // 32 * 32))
 
 
-def train_command(job_dir: Path, parent_file: Path, params: dict, replay: list[str], threads: int, device: str) -> list[str]:
-    run = job_dir / "run"
-    last = run / "last.pt"
-    base = [sys.executable, "-m", "landsentry", "train"]
-    if last.is_file():
-        return base + ["--resume", str(last), "--threads", str(threads)]
+def progress_file(job_dir: Path) -> Path:
+    """Where the run reports progress (training/progress.py's JSON lines)."""
+    return job_dir / "run" / "progress.jsonl"
+
+
+def train_config(job_dir: Path, parent_file: Path, params: dict, replay: list[str], threads: int, device: str) -> dict:
+    """The options of the run, as `landsentry train --config` reads them (training/config.py names them)."""
     arch = load_checkpoint(parent_file).arch
-    cmd = base + [
-        "--init-from", str(parent_file), "--data", f"folder:{job_dir / 'data' / 'train'}", "--out", str(run),
-        "--arch", arch["name"], "--in-channels", str(arch["in_channels"]),
-        "--decoder-channels", *[str(c) for c in arch.get("decoder_channels", [128, 64, 32, 16])],
-        "--epochs", str(params["epochs"]), "--max-steps-per-epoch", str(params["steps_per_epoch"]),
-        "--samples-per-epoch", str(params["steps_per_epoch"] * BATCH_SIZE), "--batch-size", str(BATCH_SIZE),
-        "--crop-size", str(params["crop_size"]), "--lr", str(FINE_TUNE_LR), "--warmup-steps", "2",
-        "--threads", str(threads), "--workers", "0", "--device", device, "--no-pretrained", "--eval-tile", "512",
-        "--note", f"fine-tuned by the landsentry service, job {job_dir.name}",
-    ]
+    config = {
+        "init_from": str(parent_file), "data": [f"folder:{job_dir / 'data' / 'train'}"], "out": str(job_dir / "run"),
+        "arch": arch["name"], "in_channels": arch["in_channels"],
+        "decoder_channels": list(arch.get("decoder_channels", [128, 64, 32, 16])),
+        "epochs": params["epochs"], "max_steps_per_epoch": params["steps_per_epoch"],
+        "samples_per_epoch": params["steps_per_epoch"] * BATCH_SIZE, "batch_size": BATCH_SIZE,
+        "crop_size": params["crop_size"], "lr": FINE_TUNE_LR, "warmup_steps": 2,
+        "threads": threads, "workers": 0, "device": device, "pretrained": False, "eval_tile": 512,
+        "progress_file": str(progress_file(job_dir)), "note": f"fine-tuned by the landsentry service, job {job_dir.name}",
+    }
     if params["val"]:
-        cmd += ["--val-data", f"folder:{job_dir / 'data' / 'val'}"]
+        config["val_data"] = [f"folder:{job_dir / 'data' / 'val'}"]
     if replay:
-        cmd += ["--replay", *replay, "--replay-share", str(REPLAY_SHARE)]
-    return cmd
+        config.update(replay=list(replay), replay_share=REPLAY_SHARE)
+    return config
 
 
-def child_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
-def progress_of(run: Path, epochs: int) -> tuple[float, str]:
-    """(0..1, message) from the epochs finished (history.json) and the running epoch's progress bar."""
-    done = 0
-    history = run / "history.json"
-    if history.is_file():
-        try:
-            done = len(json.loads(history.read_text()))
-        except ValueError:
-            pass
-    fraction = 0.0
-    log = run / "train.out"
-    if log.is_file():
-        with log.open("rb") as fh:
-            fh.seek(max(0, log.stat().st_size - 4000))
-            matches = _TQDM.findall(fh.read().decode("utf-8", "replace"))
-        if matches and int(matches[-1][0]) == done + 1:
-            fraction = int(matches[-1][1]) / 100
-    current = min(done + 1, epochs)
-    return min(1.0, (done + fraction) / epochs), f"epoch {current}/{epochs}" if done < epochs else "evaluating"
-
-
-def run_child(cmd: list[str], log: Path, threads: int, stop: threading.Event, on_poll=None) -> int:
-    """Run a command with output appended to `log`; killed with its parent (Linux) or when `stop` is set."""
-    from landsentry.api.proc import die_with_parent
-
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env(threads), cwd=ROOT,
-                                preexec_fn=die_with_parent)
-        try:
-            while proc.poll() is None:
-                if stop.wait(0.5):
-                    proc.terminate()
-                    proc.wait(10)
-                    break
-                if on_poll:
-                    on_poll()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    return proc.returncode
-
-
-def failure_reason(log: Path) -> str:
-    """The training command's own error line (it prints one for bad data), else the last output line."""
-    lines = [l for l in log.read_text(errors="replace").replace("\r", "\n").splitlines() if l.strip()] if log.is_file() else []
-    errors = [l for l in lines if "error:" in l]
-    return (errors[-1] if errors else (lines[-1] if lines else "no output"))[:500]
+def train_command(job_dir: Path, parent_file: Path, params: dict, replay: list[str], threads: int, device: str) -> list[str]:
+    """`landsentry train --config JOB/train.json`; once an epoch is saved, `--resume JOB/run/last.pt`
+    (the run's options, progress file included, are stored in that checkpoint)."""
+    last = job_dir / "run" / "last.pt"
+    if last.is_file():
+        return python_module("landsentry", "train", "--resume", str(last), "--threads", str(threads))
+    config = job_dir / "train.json"
+    options = train_config(job_dir, parent_file, params, replay, threads, device)
+    atomic_write_bytes(config, json.dumps(options, indent=1).encode())
+    return python_module("landsentry", "train", "--config", str(config))
 
 
 def evaluate_parent(job_dir: Path, parent_file: Path, threads: int, device: str, stop: threading.Event) -> dict | None:
     """The parent's IoU on the same held-out samples, with `landsentry evaluate` (for comparison)."""
     out = job_dir / "run" / "parent_eval.json"
     if not out.is_file():
-        cmd = [sys.executable, "-m", "landsentry", "evaluate", "--checkpoint", str(parent_file),
-               "--data", f"folder:{job_dir / 'data' / 'val'}", "--device", device, "--json", str(out)]
-        if run_child(cmd, job_dir / "run" / "evaluate.out", threads, stop) != 0 or not out.is_file():
+        cmd = python_module("landsentry", "evaluate", "--checkpoint", str(parent_file),
+                            "--data", f"folder:{job_dir / 'data' / 'val'}", "--device", device, "--json", str(out))
+        if run_child(cmd, job_dir / "run" / "evaluate.out", threads, stop, cwd=job_dir) != 0 or not out.is_file():
             return None
     scores = json.loads(out.read_text())
     return {k: scores.get(k) for k in ("miou", "iou", "pixel_accuracy")}
@@ -195,14 +152,16 @@ def run_train_job(store: Store, settings: Settings, job: dict, stop: threading.E
             cmd = train_command(job_dir, parent_file, params, replay, settings.threads, settings.device)
 
             def poll() -> None:
-                progress, message = progress_of(run, params["epochs"])
-                store.update_job(job["id"], progress=round(0.95 * progress, 4), message=message)
+                seen = progress_of(last_event(progress_file(job_dir)))
+                if seen is not None:
+                    store.update_job(job["id"], progress=round(0.95 * seen[0], 4), message=seen[1])
 
-            code = run_child(cmd, run / "train.out", settings.threads, stop, poll)
+            code = run_child(cmd, run / "train.out", settings.threads, stop, cwd=job_dir, on_poll=poll)
             if stop.is_set():
                 return  # shutting down: the job stays running and is resumed after the restart
             if code != 0:
-                store.fail_job(job["id"], f"training failed (exit {code}): {failure_reason(run / 'train.out')}")
+                reason = failure_reason(last_event(progress_file(job_dir)))
+                store.fail_job(job["id"], f"training failed (exit {code}): {reason}")
                 return
             register_version(store, settings, job, parent, model_id, replay, stop)
             if stop.is_set():
@@ -213,7 +172,7 @@ def run_train_job(store: Store, settings: Settings, job: dict, stop: threading.E
 
 
 def _public(store: Store, model_id: str) -> dict:
-    from landsentry.api.versions import public_model
+    from landsentry.api.public import public_model
 
     return public_model(store.get_model(model_id), store.active_model_id())  # type: ignore[arg-type]
 

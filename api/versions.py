@@ -13,12 +13,6 @@ from landsentry.models.inference.runner import Predictor
 from landsentry.api.store import Store, atomic_copy, new_id
 
 
-def public_model(model: dict, active_id: str | None) -> dict:
-    """A model record as the API shows it."""
-    return {"id": model["id"], "name": model["name"], "parent": model["parent"], "created": model["created"],
-            "active": model["id"] == active_id, "job": model["job"], "data": model["data"], "metrics": model["metrics"]}
-
-
 def checkpoint_summary(ckpt: Checkpoint) -> tuple[dict, dict]:
     """(data, metrics) of a checkpoint trained by `landsentry train`, from its own metadata."""
     meta = ckpt.metadata

@@ -1,8 +1,9 @@
 """The worker process: runs queued jobs outside the request path.
 
-Started by the server (`python -m api.worker --data-dir DIR`) and killed with it. One thread runs
-interpret jobs (large inputs) one at a time with the active model; another runs train jobs, each as a
-`landsentry train` child process with one CPU thread, so inference stays responsive while training.
+Started by the server (`python -m landsentry.api.worker --settings DATA/worker-settings.json`, in the
+data directory) and killed with it. One thread runs interpret jobs (large inputs) one at a time with
+the active model; another runs train jobs, each as a `landsentry train` child process with one CPU
+thread, so inference stays responsive while training.
 An exclusive lock on `DATA/worker.lock` keeps a second worker from ever claiming jobs beside it.
 """
 from __future__ import annotations
@@ -26,15 +27,14 @@ PROGRESS_EVERY_S = 0.5
 
 
 def spawn(settings: Settings) -> subprocess.Popen:
-    """Start the worker for the server; it dies with the server (see api.proc)."""
-    from landsentry.api.proc import die_with_parent
-    from landsentry.api.train_job import ROOT, child_env
+    """Start the worker for the server, in the data directory; it dies with the server (see api.proc)."""
+    from landsentry.api.proc import python_module, start_child
 
     settings_file = settings.data_dir / "worker-settings.json"
-    settings_file.write_text(settings.to_json())
-    log = (settings.data_dir / "worker.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "landsentry.api.worker", "--settings", str(settings_file)], stdout=log,
-                            stderr=subprocess.STDOUT, env=child_env(settings.threads), cwd=ROOT, preexec_fn=die_with_parent)
+    settings_file.write_text(settings.worker_json())
+    with (settings.data_dir / "worker.log").open("ab") as log:
+        return start_child(python_module("landsentry.api.worker", "--settings", str(settings_file)), log,
+                           settings.threads, cwd=settings.data_dir)
 
 
 def interpret_loop(store: Store, settings: Settings, stop: threading.Event, owner: str) -> None:
@@ -110,10 +110,10 @@ def run(settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m api.worker", description=__doc__)
-    p.add_argument("--settings", type=Path, required=True, help="JSON written by the server (api.settings.Settings.to_json)")
+    p = argparse.ArgumentParser(prog="python -m landsentry.api.worker", description=__doc__)
+    p.add_argument("--settings", type=Path, required=True, help="JSON written by the server (Settings.worker_json: no token)")
     args = p.parse_args(argv)
-    return run(Settings.from_json(args.settings.read_text()))
+    return run(Settings.from_worker_json(args.settings.read_text()))
 
 
 if __name__ == "__main__":

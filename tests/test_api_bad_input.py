@@ -43,8 +43,8 @@ def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory, tiny_checkpoint) -> Settings:
-    return Settings.from_env(data_dir=tmp_path_factory.mktemp("bad"), initial_checkpoint=tiny_checkpoint, worker=False,
-                             max_upload_bytes=3_000_000, max_sample_pixels=200 * 200)
+    return Settings.from_env(data_dir=tmp_path_factory.mktemp("bad"), model=tiny_checkpoint, worker=False,
+                             max_upload_mb=3, max_sample_pixels=200 * 200)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_streamed_body_over_the_limit_is_413(client):
 
 
 def test_token_guards_changes_but_not_reads(tmp_path, tiny_checkpoint):
-    settings = Settings.from_env(data_dir=tmp_path, initial_checkpoint=tiny_checkpoint, worker=False, token="s3cret")
+    settings = Settings.from_env(data_dir=tmp_path, model=tiny_checkpoint, worker=False, token="s3cret")
     with TestClient(create_app(settings)) as c:
         assert c.get("/v1/health").status_code == 200
         assert c.post("/v1/train").status_code == 401
@@ -181,7 +181,7 @@ def test_token_guards_changes_but_not_reads(tmp_path, tiny_checkpoint):
 
 
 def test_cors_only_when_configured(tmp_path, tiny_checkpoint):
-    settings = Settings.from_env(data_dir=tmp_path, initial_checkpoint=tiny_checkpoint, worker=False,
+    settings = Settings.from_env(data_dir=tmp_path, model=tiny_checkpoint, worker=False,
                                  cors_origins=("http://maps.example",))
     with TestClient(create_app(settings)) as c:
         r = c.get("/v1/health", headers={"Origin": "http://maps.example"})

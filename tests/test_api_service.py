@@ -8,6 +8,7 @@ a new model version, activating it and rolling back. A tiny random-weight model 
 from __future__ import annotations
 
 import io
+import json
 import signal
 import time
 from pathlib import Path
@@ -60,7 +61,7 @@ def trainable_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, trainable_checkpoint):
-    settings = Settings.from_env(data_dir=tmp_path_factory.mktemp("service"), initial_checkpoint=trainable_checkpoint,
+    settings = Settings.from_env(data_dir=tmp_path_factory.mktemp("service"), model=trainable_checkpoint,
                                  inline_max_pixels=400 * 400, replay=())
     with TestClient(create_app(settings)) as c:
         c.settings = settings
@@ -199,6 +200,11 @@ def test_samples_train_activate_and_roll_back(client):
     assert len(model["data"]["held_out"]) == 1 and model["data"]["epochs"] == 2
     assert 0.0 <= model["metrics"]["miou"] <= 1.0 and "held-out" in model["metrics"]["evaluated_on"]
     assert set(model["metrics"]["parent"]["iou"]) == set(model["metrics"]["iou"])
+    # the run was given a config file and reported through its progress file (api/train_job.py)
+    job_dir = client.settings.data_dir / "jobs" / job["id"]
+    assert json.loads((job_dir / "train.json").read_text())["epochs"] == 2
+    reported = [json.loads(line) for line in (job_dir / "run" / "progress.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["epoch"]) for e in reported if e["event"] == "epoch"] == [("epoch", 1), ("epoch", 2)]
 
     # activate: the predictor reloads without a restart, and interpretations say which model answered
     assert client.post(f"/v1/models/{model['id']}/activate").json()["active"] is True

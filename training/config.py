@@ -53,6 +53,7 @@ class TrainConfig:
     eval_tile: int = 512
     max_steps_per_epoch: int = 0  # 0 = samples_per_epoch / batch_size; small values for smoke tests
     time_limit_min: float = 0.0  # stop after the epoch that crosses this wall-clock budget; 0 = none
+    progress_file: str | None = None  # append progress as JSON lines here (training/progress.py), e.g. for the service
     note: str = ""
 
 

@@ -36,6 +36,7 @@ from landsentry.training.config import TrainConfig, add_config_arguments, config
 from landsentry.training.curves import plot_curves
 from landsentry.training.data_setup import DataSetup, build_data
 from landsentry.training.losses import CEDiceLoss, balanced_class_weights
+from landsentry.training.progress import NO_PROGRESS, OnStep, ProgressLog
 from landsentry.models.data.metrics import ConfusionMatrix
 
 
@@ -52,6 +53,7 @@ def train_one_epoch(
     normalize: nn.Module,
     max_steps: int = 0,
     show_progress: bool = True,
+    on_step: OnStep | None = None,
 ) -> dict[str, float]:
     """One pass over the loader; returns mean loss and throughput (samples/s)."""
     model.train()
@@ -80,6 +82,8 @@ def train_one_epoch(
         steps += 1
         rate = samples / (time.perf_counter() - started)
         bar.set_postfix(loss=f"{total_loss / samples:.3f}", samples_s=f"{rate:.1f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        if on_step is not None:
+            on_step(steps, total_loss / samples, rate)
         if max_steps and steps >= max_steps:
             break
     bar.close()
@@ -179,14 +183,19 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(cfg.threads)
     rank, world, device = dist_utils.init_distributed(resolve_device(cfg.device))
     main_process = dist_utils.is_main(rank)
+    progress = ProgressLog(cfg.progress_file if main_process else None)
     try:
-        return _run(cfg, resume_ckpt, rank, world, device, main_process)
+        return _run(cfg, resume_ckpt, rank, world, device, main_process, progress)
+    except Exception as exc:
+        progress.error(exc)  # the reason, for whoever reads the progress file
+        raise
     finally:
         dist_utils.cleanup()
         torch.set_num_threads(threads)  # callers in the same process (tests, the service) keep theirs
 
 
-def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int, device: torch.device, main_process: bool) -> int:
+def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int, device: torch.device, main_process: bool,
+         progress: ProgressLog = NO_PROGRESS) -> int:
     seed_everything(cfg.seed + rank)
     out = Path(cfg.out)
     log = _logger(out / "train.log" if main_process else None, main_process)
@@ -248,7 +257,8 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
             sampler.set_epoch(epoch)
         data.set_epoch(epoch)
         stats = train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoch, amp_dtype, scaler,
-                                normalize, cfg.max_steps_per_epoch, show_progress=main_process)
+                                normalize, cfg.max_steps_per_epoch, show_progress=main_process,
+                                on_step=progress.stepper(epoch, cfg.epochs, steps_per_epoch))
         snapshot = _checkpoint(bare, arch, cfg, data, parent, epoch, history, {})
         matrix = evaluate(bare, snapshot, data.val_images, device, cfg.eval_tile, rank, world) if data.val_images else None
         metrics = matrix.as_dict() if matrix else {}
@@ -278,6 +288,7 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
                         title=f"landsentry train: {out.name}")
             (out / "history.json").write_text(json.dumps(history, indent=1))
         dist_utils.barrier()
+        progress.epoch(epoch, cfg.epochs, steps_per_epoch, stats["loss"], stats["samples_per_s"], metrics.get("miou"))
         if cfg.time_limit_min and (time.perf_counter() - started) / 60 > cfg.time_limit_min:
             log(f"time limit of {cfg.time_limit_min} min reached after epoch {epoch}")
             break

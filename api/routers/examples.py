@@ -6,9 +6,13 @@ They come from the checkout's `sample_tiles/`; an installation without that fold
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
+
+from landsentry.api.openapi import download, refusals
+from landsentry.api.schemas import ExampleList
 
 router = APIRouter(prefix="/v1/examples", tags=["examples"])
 SAMPLE_TILES = Path(__file__).resolve().parents[2] / "sample_tiles"
@@ -24,19 +28,20 @@ def _available(example: dict) -> bool:
     return all((SAMPLE_TILES / name).is_file() for name in example["files"].values())
 
 
-@router.get("")
-def list_examples() -> dict:
+@router.get("", response_model=ExampleList)
+def list_examples() -> Any:
     """The sample inputs this server can offer, with the form field each file goes into."""
     return {"examples": [{"id": key, "title": ex["title"],
                           "files": {field: f"/v1/examples/files/{name}" for field, name in ex["files"].items()}}
                          for key, ex in EXAMPLES.items() if _available(ex)]}
 
 
-@router.get("/files/{name}")
+@router.get("/files/{name}", response_class=FileResponse,
+            responses={**download(list(MEDIA.values()), "the sample file"), **refusals(404, 422)})
 def example_file(name: str) -> FileResponse:
     """One sample file, by its exact name."""
     known = {n for ex in EXAMPLES.values() for n in ex["files"].values()}
     path = SAMPLE_TILES / name
     if name not in known or not path.is_file():
         raise HTTPException(404, f"no example file {name!r}")
-    return FileResponse(path, media_type=MEDIA.get(path.suffix, "application/octet-stream"), filename=name)
+    return FileResponse(path, media_type=MEDIA[path.suffix], filename=name)

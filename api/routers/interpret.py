@@ -8,17 +8,19 @@ from __future__ import annotations
 import shutil
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
 from landsentry.models.vocabulary.errors import LandsentryError
 
 from landsentry.api.deps import get_holder, get_settings, get_store, require_token
 from landsentry.api.inference import check_inputs, probe_size, run_interpretation
-from landsentry.api.routers.jobs import public_job
+from landsentry.api.openapi import CHANGES, refusals
+from landsentry.api.public import public_job
+from landsentry.api.schemas import InterpretJob
 from landsentry.api.settings import Settings
 from landsentry.api.store import Store, new_id
 from landsentry.api.uploads import present, save_file, save_image
@@ -36,7 +38,7 @@ def store_inputs(job_dir: Path, image: UploadFile, before: UploadFile | None, pe
         paths.append(save_image(before, inputs, "before"))
     if permits is not None:
         save_file(permits, inputs / "permits.geojson")
-    pixels = max(w * h for w, h in (probe_size(p, settings.max_pixels) for p in paths))
+    pixels = max(w * h for w, h in (probe_size(p, settings.max_upload_pixels) for p in paths))
     check_inputs(job_dir, channels)  # bad input: 4xx now, not a failed job later
     return pixels
 
@@ -49,10 +51,13 @@ def run_inline(store: Store, holder: ModelHolder, settings: Settings, job_id: st
     return public_job(store, store.get_job(job_id))  # type: ignore[arg-type]
 
 
-@router.post("/interpret", dependencies=[Depends(require_token)], status_code=200,
-             responses={202: {"description": "queued as a job (large input)"}, 413: {}, 415: {}, 422: {}})
+@router.post("/interpret", dependencies=[Depends(require_token)], status_code=200, response_model=InterpretJob,
+             responses={200: {"description": "interpreted now: the finished job, flags inline"},
+                        202: {"model": InterpretJob, "description": "queued as a job (over LANDSENTRY_INLINE_MAX_PIXELS): poll GET /v1/jobs/{id}"},
+                        **refusals(*CHANGES, 415, 422)})
 async def interpret_upload(
     request: Request,
+    response: Response,
     image: UploadFile = File(..., description="the image, or the AFTER image of a pair (PNG, JPEG, GeoTIFF)"),
     before: UploadFile | None = File(None, description="the BEFORE image of a pair"),
     permits: UploadFile | None = File(None, description="GeoJSON of permitted parcels"),
@@ -60,7 +65,7 @@ async def interpret_upload(
     settings: Settings = Depends(get_settings),
     store: Store = Depends(get_store),
     holder: ModelHolder = Depends(get_holder),
-) -> JSONResponse:
+) -> Any:
     """Interpret an upload. 200 with the finished job when small, 202 with a queued job when large."""
     job_id = new_id("j")
     job_dir = store.job_dir(job_id)
@@ -72,11 +77,12 @@ async def interpret_upload(
         params = {"wgs84": wgs84}
         if pixels > settings.inline_max_pixels:
             job = store.create_job(job_id, "interpret", params, kind=kind, message=f"queued: {pixels:,} pixels, over the inline limit")
-            return JSONResponse(public_job(store, job), status_code=202)
+            response.status_code = 202
+            return public_job(store, job)
         store.create_job(job_id, "interpret", params, status="running", kind=kind, message="interpreting", owner="server")
         record = await anyio.to_thread.run_sync(partial(run_inline, store, holder, settings, job_id, wgs84),
                                                 limiter=request.app.state.inference_slots)
-        return JSONResponse(record, status_code=200)
+        return record
     except LandsentryError:
         await run_in_threadpool(store.delete_job, job_id)  # refused input leaves nothing behind
         raise

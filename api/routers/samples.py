@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile
 from PIL import Image
@@ -14,16 +15,15 @@ from landsentry.models.io.raster import RasterSource
 from landsentry.api.deps import get_holder, get_settings, get_store, require_token
 from landsentry.api.inference import probe_size
 from landsentry.api.masks import class_pixels, read_mask
+from landsentry.api.openapi import CHANGES, refusals
+from landsentry.api.public import public_sample
+from landsentry.api.schemas import Sample, SampleList
 from landsentry.api.settings import Settings
 from landsentry.api.store import Store, atomic_copy, atomic_write_bytes, new_id
 from landsentry.api.uploads import present, save_file, save_image
 from landsentry.api.versions import ModelHolder
 
 router = APIRouter(prefix="/v1/samples", tags=["samples"])
-
-
-def public_sample(sample: dict) -> dict:
-    return {k: sample[k] for k in ("id", "width", "height", "class_pixels", "source", "created")}
 
 
 def job_image(store: Store, job_id: str) -> Path:
@@ -38,7 +38,8 @@ def job_image(store: Store, job_id: str) -> Path:
     return store.job_dir(job_id) / "out" / "after.png"
 
 
-@router.post("", dependencies=[Depends(require_token)], status_code=201, responses={404: {}, 413: {}, 415: {}, 422: {}})
+@router.post("", dependencies=[Depends(require_token)], status_code=201, response_model=Sample,
+             responses=refusals(*CHANGES, 404, 415, 422))
 def add_sample(
     mask: UploadFile = File(..., description="index PNG: class ids 0-5, 255 = ignore, same size as the image"),
     image: UploadFile | None = File(None, description="the image (PNG, JPEG, GeoTIFF); or give job_id"),
@@ -46,8 +47,8 @@ def add_sample(
     settings: Settings = Depends(get_settings),
     store: Store = Depends(get_store),
     holder: ModelHolder = Depends(get_holder),
-) -> dict:
-    """Store a labelled sample for retraining."""
+) -> Any:
+    """Store a labelled sample for retraining (404: no such job_id)."""
     if present(image) == bool(job_id):
         raise InputError("give either an image file or a job_id (exactly one of them)")
     sample_id = new_id("s")
@@ -68,13 +69,16 @@ def add_sample(
     return public_sample(sample)
 
 
-@router.get("")
-def list_samples(store: Store = Depends(get_store)) -> dict:
+@router.get("", response_model=SampleList)
+def list_samples(store: Store = Depends(get_store)) -> Any:
+    """The stored samples, oldest first."""
     return {"samples": [public_sample(s) for s in store.list_samples()]}
 
 
-@router.delete("/{sample_id}", dependencies=[Depends(require_token)], status_code=204, responses={404: {}})
+@router.delete("/{sample_id}", dependencies=[Depends(require_token)], status_code=204, response_class=Response,
+               responses=refusals(*CHANGES, 404, 422))
 def delete_sample(sample_id: str, store: Store = Depends(get_store)) -> Response:
+    """Remove a sample and its files (train jobs already queued keep their own copies)."""
     if not store.delete_sample(sample_id):
         raise HTTPException(404, f"no sample {sample_id!r}")
     return Response(status_code=204)

@@ -2,26 +2,23 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from landsentry.api.deps import get_store, require_token
-from landsentry.api.routers.jobs import public_job
+from landsentry.api.openapi import CHANGES, refusals
+from landsentry.api.public import public_job
+from landsentry.api.schemas import TrainJob, TrainRequest
 from landsentry.api.store import Store, new_id
-from landsentry.api.train_job import DEFAULT_EPOCHS, DEFAULT_STEPS, crop_size, snapshot_samples
+from landsentry.api.train_job import crop_size, snapshot_samples
 
 router = APIRouter(prefix="/v1", tags=["train"])
 
 
-class TrainRequest(BaseModel):
-    epochs: int = Field(DEFAULT_EPOCHS, ge=1, le=50, description="passes, each ending with a score on the held-out samples")
-    steps_per_epoch: int = Field(DEFAULT_STEPS, ge=1, le=2000, description="optimiser steps (batches of 4 crops) per epoch")
-
-
-@router.post("/train", dependencies=[Depends(require_token)], status_code=202, responses={409: {}, 422: {}})
-def train(body: TrainRequest | None = Body(None), store: Store = Depends(get_store)) -> JSONResponse:
+@router.post("/train", dependencies=[Depends(require_token)], status_code=202, response_model=TrainJob,
+             responses={202: {"description": "queued: poll GET /v1/jobs/{id}"}, **refusals(*CHANGES, 409, 422)})
+def train(body: TrainRequest | None = Body(None), store: Store = Depends(get_store)) -> Any:
     """Queue a train job; 409 while another is queued or running, or when there are no samples."""
     body = body or TrainRequest()
     samples = store.list_samples()
@@ -37,4 +34,4 @@ def train(body: TrainRequest | None = Body(None), store: Store = Depends(get_sto
     if job is None:
         shutil.rmtree(job_dir, ignore_errors=True)
         raise HTTPException(409, "a train job is already queued or running; wait for it (GET /v1/jobs)")
-    return JSONResponse(public_job(store, job), status_code=202)
+    return public_job(store, job)
