@@ -5,7 +5,8 @@ import numpy as np
 from PIL import Image
 
 from landsentry.models.nn.checkpoint import BUNDLED_CHECKPOINT, load_checkpoint
-from landsentry.models.vocabulary.classes import CLASS_ID, DUBAI_TO_SCHEMA, remap
+from landsentry.models.data.layouts import DubaiAerial
+from landsentry.models.vocabulary.classes import CLASS_ID, remap
 from landsentry.models.inference.runner import Predictor
 from tests.conftest import require_shared
 
@@ -24,7 +25,7 @@ def test_bundled_model_on_a_held_out_dubai_image():
     image_path = require_shared("dubai_aerial/images/image_part_004t8.jpg")
     mask_path = require_shared("dubai_aerial/masks/image_part_004t8.png")
     image = np.asarray(Image.open(image_path).convert("RGB")).transpose(2, 0, 1).astype(np.float32)
-    truth = remap(np.asarray(Image.open(mask_path)), DUBAI_TO_SCHEMA)
+    truth = remap(np.asarray(Image.open(mask_path)), DubaiAerial.codes)
     predictor = Predictor(load_checkpoint(), device="cpu", tile=512, overlap=64)
     pred = predictor.predict_array(image).argmax(0)
     labelled = truth != 255

@@ -1,4 +1,4 @@
-"""`landsentry evaluate-change` (models/change_eval_cli.py) on the real LEVIR-CD / SZTAKI folders and generated ones."""
+"""`landsentry evaluate-change` (models/cli/evaluate_change.py over models/evaluation/change.py) on the real LEVIR-CD / SZTAKI folders and generated ones."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from landsentry.models.cli.evaluate_change import find_pairs, scores
+from landsentry.models.data.change_layouts import find_pairs
+from landsentry.models.data.metrics import binary_scores as scores
 from landsentry.models.vocabulary.errors import InputError
 
 FAST = ["--tile", "256", "--overlap", "32"]

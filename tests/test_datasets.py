@@ -1,4 +1,4 @@
-"""Dataset layouts, validation and sampling on the real shared imagery (../shared/data)."""
+"""Dataset layouts (the data layer), validation and the torch datasets' sampling on the real shared imagery (../shared/data)."""
 from __future__ import annotations
 
 import json
@@ -11,25 +11,14 @@ from tests.conftest import SHARED, require_shared
 import torch
 from PIL import Image
 
-from landsentry.models.vocabulary.classes import DUBAI_TO_SCHEMA, IGNORE_INDEX, LOVEDA_TO_SCHEMA, lookup_table
+from landsentry.models.data.change_layouts import SztakiAirChange
+from landsentry.models.data.images import read_image
+from landsentry.models.data.layouts import DubaiAerial, LabelledFolder, LoveDA
+from landsentry.models.data.splits import DUBAI_VAL_GROUPS, groups_of, holdout_groups, shared_data_split, split_by_group
+from landsentry.models.data.statistics import class_pixel_counts
+from landsentry.models.vocabulary.classes import IGNORE_INDEX, lookup_table
 from landsentry.models.vocabulary.errors import InputError
-from landsentry.training.datasets import (
-    DUBAI_VAL_GROUPS,
-    ChangePairDataset,
-    LevirCDDataset,
-    SegmentationDataset,
-    class_pixel_counts,
-    dubai_records,
-    dubai_tile,
-    folder_records,
-    groups_of,
-    holdout_groups,
-    loveda_records,
-    read_image,
-    shared_data_split,
-    split_by_group,
-    sztaki_pairs,
-)
+from landsentry.training.datasets import ChangePairDataset, LevirCDDataset, SegmentationDataset
 from landsentry.training.transforms import eval_transform, pair_train_transform, train_transform
 
 SCHEMA_VALUES = {0, 1, 2, 3, 4, 5, IGNORE_INDEX}
@@ -48,7 +37,7 @@ def values(t: torch.Tensor) -> set[int]:
 
 # --- layouts on real data ----------------------------------------------------------------------
 def test_loveda_records_and_mapping_on_real_tiles() -> None:
-    records = loveda_records(shared("loveda"))
+    records = LoveDA.records(shared("loveda"))
     assert [r.source for r in records] == ["loveda/Val/Rural/0", "loveda/Val/Rural/1", "loveda/Val/Rural/2"]
     assert len(groups_of(records)) == 3
     ds = SegmentationDataset(records[:1])
@@ -57,39 +46,39 @@ def test_loveda_records_and_mapping_on_real_tiles() -> None:
     assert sample["mask"].shape == (1024, 1024) and sample["mask"].dtype == torch.int64
     assert values(sample["mask"]) <= SCHEMA_VALUES
     raw = np.asarray(Image.open(records[0].mask))
-    assert np.array_equal(sample["mask"].numpy(), lookup_table(LOVEDA_TO_SCHEMA)[raw])
+    assert np.array_equal(sample["mask"].numpy(), lookup_table(LoveDA.codes)[raw])
     assert values(sample["mask"]) >= {1, 2, 4}  # the village tile: buildings, a road, farmland
 
 
 def test_dubai_records_groups_and_index_masks() -> None:
     root = shared("dubai_aerial")
-    records = dubai_records(root)
+    records = DubaiAerial.records(root)
     assert len(records) == 53
     assert groups_of(records) == [f"dubai/t{t}" for t in range(3, 9)]
-    assert dubai_tile("image_part_001t3") == "3" and dubai_tile("image_part_004 t 8") == "8"
+    assert DubaiAerial.tile("image_part_001t3") == "3" and DubaiAerial.tile("image_part_004 t 8") == "8"
     first = records[0]
     assert first.source == "dubai/image_part_001t3" and first.group == "dubai/t3"
     sample = SegmentationDataset([first])[0]  # the smallest tile: 682 x 658
     raw = np.asarray(Image.open(first.mask))
     assert raw.ndim == 2 and set(np.unique(raw).tolist()) <= set(range(6))  # index masks, as README says
-    assert np.array_equal(sample["mask"].numpy(), lookup_table(DUBAI_TO_SCHEMA)[raw])
+    assert np.array_equal(sample["mask"].numpy(), lookup_table(DubaiAerial.codes)[raw])
     assert values(sample["mask"]) <= SCHEMA_VALUES
     assert sample["image"].shape[1:] == sample["mask"].shape
 
 
 def test_dubai_original_rgb_colour_masks_are_mapped(tmp_path: Path) -> None:
     """The Kaggle release codes classes as colours; a colour copy of a real mask maps to the same ids."""
-    real = dubai_records(shared("dubai_aerial"))[0]
+    real = DubaiAerial.records(shared("dubai_aerial"))[0]
     raw = np.asarray(Image.open(real.mask))
     colours = np.array([[155, 155, 155], [60, 16, 152], [132, 41, 246], [110, 193, 228], [254, 221, 58], [226, 169, 41]], np.uint8)
     (tmp_path / "Tile 3" / "images").mkdir(parents=True)
     (tmp_path / "Tile 3" / "masks").mkdir()
     Image.open(real.image).save(tmp_path / "Tile 3" / "images" / "image_part_001.jpg", quality=95)
     Image.fromarray(colours[raw]).save(tmp_path / "Tile 3" / "masks" / "image_part_001.png")
-    records = dubai_records(tmp_path)
+    records = DubaiAerial.records(tmp_path)
     assert records[0].group == "dubai/t3" and records[0].source == "dubai/t3/image_part_001"
     mapped = SegmentationDataset(records)[0]["mask"].numpy()
-    assert np.array_equal(mapped, lookup_table(DUBAI_TO_SCHEMA)[raw])
+    assert np.array_equal(mapped, lookup_table(DubaiAerial.codes)[raw])
 
 
 def make_folder(tmp_path: Path, n: int = 3, size: int = 96, classes: dict | None = None) -> Path:
@@ -97,7 +86,7 @@ def make_folder(tmp_path: Path, n: int = 3, size: int = 96, classes: dict | None
     root = tmp_path / "mydata"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    src = loveda_records(shared("loveda"))[0]
+    src = LoveDA.records(shared("loveda"))[0]
     image = Image.open(src.image).convert("RGB")
     raw = np.asarray(Image.open(src.mask))
     recode = np.array([0, 10, 20, 30, 40, 40, 40, 40], np.uint8)  # ignore, background, building, road, vegetation
@@ -112,11 +101,11 @@ def make_folder(tmp_path: Path, n: int = 3, size: int = 96, classes: dict | None
 
 def test_folder_dataset_with_classes_json(tmp_path: Path) -> None:
     root = make_folder(tmp_path)
-    records = folder_records(root)
+    records = LabelledFolder.records(root)
     assert [r.source for r in records] == ["mydata/tile_0", "mydata/tile_1", "mydata/tile_2"]
     ds = SegmentationDataset(records)
-    src = loveda_records(shared("loveda"))[0]
-    expected = lookup_table(LOVEDA_TO_SCHEMA)[np.asarray(Image.open(src.mask))[100:196, 200:296]]
+    src = LoveDA.records(shared("loveda"))[0]
+    expected = lookup_table(LoveDA.codes)[np.asarray(Image.open(src.mask))[100:196, 200:296]]
     sample = ds[1]
     assert sample["source"] == "mydata/tile_1"
     assert np.array_equal(sample["mask"].numpy(), expected)
@@ -128,7 +117,7 @@ def test_folder_without_classes_json_holds_schema_ids(tmp_path: Path) -> None:
     root = make_folder(tmp_path)
     (root / "classes.json").unlink()
     with pytest.raises(InputError) as err:
-        SegmentationDataset(folder_records(root))
+        SegmentationDataset(LabelledFolder.records(root))
     message = str(err.value)
     assert "3 problem(s)" in message  # all offending masks listed at once, not just the first
     assert "tile_0.png: mask codes [20, 30, 40] are not in the class map" in message
@@ -144,9 +133,9 @@ def test_folder_colour_masks_with_hex_codes(tmp_path: Path) -> None:
     rgb[codes != 20] = (255, 255, 255)
     Image.fromarray(rgb).save(mask_path)
     expected = torch.from_numpy(np.where(codes == 20, 1, 0))
-    assert torch.equal(SegmentationDataset(folder_records(root))[0]["mask"], expected)
+    assert torch.equal(SegmentationDataset(LabelledFolder.records(root))[0]["mask"], expected)
     Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=2).save(mask_path)  # palette PNG
-    assert torch.equal(SegmentationDataset(folder_records(root))[0]["mask"], expected)
+    assert torch.equal(SegmentationDataset(LabelledFolder.records(root))[0]["mask"], expected)
 
 
 # --- validation: every bad input names its file ------------------------------------------------
@@ -154,7 +143,7 @@ def test_image_without_mask_is_reported(tmp_path: Path) -> None:
     root = make_folder(tmp_path)
     (root / "masks" / "tile_2.png").unlink()
     with pytest.raises(InputError, match=r"tile_2\.jpg: no mask"):
-        folder_records(root)
+        LabelledFolder.records(root)
 
 
 def test_mask_size_mismatch_is_reported(tmp_path: Path) -> None:
@@ -162,13 +151,13 @@ def test_mask_size_mismatch_is_reported(tmp_path: Path) -> None:
     mask = root / "masks" / "tile_1.png"
     Image.open(mask).crop((0, 0, 90, 96)).save(mask)
     with pytest.raises(InputError, match=r"tile_1\.png: image is 96x96 px but its mask tile_1\.png is 90x96"):
-        SegmentationDataset(folder_records(root))
+        SegmentationDataset(LabelledFolder.records(root))
 
 
 def test_codes_outside_class_map_are_reported(tmp_path: Path) -> None:
     root = make_folder(tmp_path, classes={"0": "ignore", "10": "background", "20": "building", "40": "vegetation"})
     with pytest.raises(InputError) as err:
-        SegmentationDataset(folder_records(root))
+        SegmentationDataset(LabelledFolder.records(root))
     message = str(err.value)
     assert "tile_0.png: mask codes [30] are not in the class map" in message and "classes.json" in message
     assert "tile_1.png" not in message
@@ -176,16 +165,16 @@ def test_codes_outside_class_map_are_reported(tmp_path: Path) -> None:
 
 def test_empty_and_malformed_folders_are_reported(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"no samples found under .*empty \(expected images/ and masks/\)"):
-        folder_records(tmp_path / "empty")
+        LabelledFolder.records(tmp_path / "empty")
     (tmp_path / "bare" / "images").mkdir(parents=True)
     (tmp_path / "bare" / "masks").mkdir()
     with pytest.raises(InputError, match="no samples found"):
-        folder_records(tmp_path / "bare")
+        LabelledFolder.records(tmp_path / "bare")
     with pytest.raises(InputError, match="no samples found"):
-        loveda_records(tmp_path)
+        LoveDA.records(tmp_path)
     root = make_folder(tmp_path, classes={"0": "ignore", "10": "houses"})
     with pytest.raises(InputError, match=r"unknown class 'houses'.*building"):
-        folder_records(root)
+        LabelledFolder.records(root)
 
 
 def test_unreadable_image_and_jpeg_mask_are_reported_before_training(tmp_path: Path) -> None:
@@ -195,7 +184,7 @@ def test_unreadable_image_and_jpeg_mask_are_reported_before_training(tmp_path: P
     Image.open(mask).convert("L").save(mask.with_suffix(".tif.jpg"), format="JPEG")
     mask.with_suffix(".tif.jpg").replace(mask)  # a JPEG hiding behind .png
     with pytest.raises(InputError) as err:
-        SegmentationDataset(folder_records(root))
+        SegmentationDataset(LabelledFolder.records(root))
     message = str(err.value)
     assert "2 problem(s)" in message
     assert "tile_0.jpg" in message and "empty" in message
@@ -207,7 +196,7 @@ def test_corrupt_image_mid_epoch_is_skipped_and_counted(tmp_path: Path) -> None:
     broken = root / "images" / "tile_1.png"
     data = broken.read_bytes()
     broken.write_bytes(data[: len(data) // 2])  # truncated: the header passes validation, decoding fails
-    ds = SegmentationDataset(folder_records(root))
+    ds = SegmentationDataset(LabelledFolder.records(root))
     with pytest.warns(RuntimeWarning, match="tile_1.png") as caught:
         sources = [ds[i]["source"] for i in range(len(ds))]
         sources += [ds[i]["source"] for i in range(len(ds))]  # second epoch: no second warning
@@ -219,7 +208,7 @@ def test_corrupt_image_mid_epoch_is_skipped_and_counted(tmp_path: Path) -> None:
 
 # --- splits ------------------------------------------------------------------------------------
 def test_split_by_group_keeps_source_tiles_disjoint() -> None:
-    records = dubai_records(shared("dubai_aerial"))
+    records = DubaiAerial.records(shared("dubai_aerial"))
     train, val = split_by_group(records, ["dubai/t4", "dubai/t6"])
     assert {r.group for r in val} == {"dubai/t4", "dubai/t6"}
     assert not {r.group for r in train} & {r.group for r in val}
@@ -243,7 +232,7 @@ def test_default_shared_split_holds_out_a_whole_representative_tile() -> None:
 
 # --- sampling ----------------------------------------------------------------------------------
 def test_random_crops_epoch_length_and_reproducibility() -> None:
-    records = [r for r in dubai_records(shared("dubai_aerial")) if r.group == "dubai/t3"][:3]
+    records = [r for r in DubaiAerial.records(shared("dubai_aerial")) if r.group == "dubai/t3"][:3]
     ds = SegmentationDataset(records, transform=train_transform(128), samples_per_epoch=12, seed=5)
     assert len(ds) == 12
     samples = [ds[i] for i in range(12)]
@@ -259,7 +248,7 @@ def test_random_crops_epoch_length_and_reproducibility() -> None:
 
 
 def test_dataloader_with_workers_and_eval_padding() -> None:
-    records = loveda_records(shared("loveda"))[:2]
+    records = LoveDA.records(shared("loveda"))[:2]
     train = SegmentationDataset(records, transform=train_transform(64), samples_per_epoch=4)
     batch = next(iter(torch.utils.data.DataLoader(train, batch_size=4, num_workers=2)))
     assert batch["image"].shape == (4, 3, 64, 64) and batch["mask"].dtype == torch.int64
@@ -277,10 +266,10 @@ def test_band_handling_one_and_four_band_inputs(tmp_path: Path) -> None:
     root = make_folder(tmp_path, n=1)
     image = root / "images" / "tile_0.jpg"
     Image.open(image).convert("L").save(image, quality=95)  # panchromatic
-    sample = SegmentationDataset(folder_records(root))[0]
+    sample = SegmentationDataset(LabelledFolder.records(root))[0]
     assert sample["image"].shape == (3, 96, 96)
     assert torch.equal(sample["image"][0], sample["image"][2])
-    assert SegmentationDataset(folder_records(root), in_channels=1)[0]["image"].shape == (1, 96, 96)
+    assert SegmentationDataset(LabelledFolder.records(root), in_channels=1)[0]["image"].shape == (1, 96, 96)
     pan16 = shared("spacenet_atlanta", "sample_geotiff.tif")  # real 1-band uint16: stretched, repeated
     grey, _ = read_image(pan16, 3)
     assert grey.shape == (3, 900, 900) and grey.dtype == np.uint8 and grey.max() == 255
@@ -293,11 +282,11 @@ def test_band_count_is_checked_against_in_channels(tmp_path: Path) -> None:
     (root / "images" / "naip.tif").symlink_to(naip)
     Image.fromarray(np.zeros((723, 934), np.uint8)).save(root / "masks" / "naip.png")
     (root / "classes.json").write_text(json.dumps({"0": "background", "10": "background", "20": "building", "30": "road", "40": "vegetation"}))
-    records = folder_records(root)
+    records = LabelledFolder.records(root)
     assert [r.source for r in records] == ["mydata/naip", "mydata/tile_0"]
     assert SegmentationDataset(records)[0]["image"].shape == (3, 723, 934)
     with pytest.raises(InputError) as err:
-        SegmentationDataset(folder_records(root), in_channels=4)
+        SegmentationDataset(LabelledFolder.records(root), in_channels=4)
     message = str(err.value)
     assert "1 problem(s)" in message and "tile_0.jpg: has 3 data band(s); a 4-band model" in message
     assert SegmentationDataset(records[:1], in_channels=4)[0]["image"].shape == (4, 723, 934)
@@ -320,7 +309,7 @@ def test_levir_cd_pairs_load_with_binary_change() -> None:
 
 
 def test_sztaki_pairs_load_with_binary_change() -> None:
-    pairs = sztaki_pairs(shared("sztaki_airchange"))
+    pairs = SztakiAirChange.pairs(shared("sztaki_airchange"))
     assert {p.group for p in pairs} == {"sztaki/Szada", "sztaki/Tiszadob", "sztaki/Archieve"}
     assert len(pairs) == 10
     szada = [p for p in pairs if p.group == "sztaki/Szada"][:2]
@@ -332,14 +321,14 @@ def test_sztaki_pairs_load_with_binary_change() -> None:
 
 
 def test_change_label_with_unexpected_values_is_reported(tmp_path: Path) -> None:
-    src = sztaki_pairs(shared("sztaki_airchange"))[1]
+    src = SztakiAirChange.pairs(shared("sztaki_airchange"))[1]
     site = tmp_path / "Szada_9"
     site.mkdir()
     for name in ("A.png", "B.png"):
         Image.open(getattr(src, "before" if name == "A.png" else "after")).crop((0, 0, 64, 64)).save(site / name)
     Image.fromarray(np.full((64, 64), 7, np.uint8)).save(site / "label.png")
     with pytest.raises(InputError, match=r"Szada_9/label\.png: change label values \[7\]"):
-        ChangePairDataset(sztaki_pairs(tmp_path))
+        ChangePairDataset(SztakiAirChange.pairs(tmp_path))
     Image.fromarray(np.zeros((60, 64), np.uint8)).save(site / "label.png")
     with pytest.raises(InputError, match="sizes differ"):
-        ChangePairDataset(sztaki_pairs(tmp_path))
+        ChangePairDataset(SztakiAirChange.pairs(tmp_path))

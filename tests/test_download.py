@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:  # the repo is used in place, not installed into t
 
 import landsentry  # noqa: E402
 from landsentry.models.vocabulary.errors import InputError  # noqa: E402
+from landsentry.models.data.layouts import LoveDA  # noqa: E402
 from landsentry.training import download  # noqa: E402
 
 
@@ -93,13 +94,13 @@ def val_zip(server):
 
 
 def test_published_table_is_complete():
-    assert set(download.LOVEDA_FILES) == {"train", "val", "test"}
-    assert all(len(md5) == 32 for _, md5 in download.LOVEDA_FILES.values())
+    assert set(LoveDA.files) == {"train", "val", "test"}
+    assert all(len(md5) == 32 for _, md5 in LoveDA.files.values())
 
 
 def test_main_downloads_verifies_and_extracts_loveda_layout(server, val_zip, tmp_path, monkeypatch):
     data, md5 = val_zip
-    monkeypatch.setitem(download.LOVEDA_FILES, "val", ("Val.zip", md5))
+    monkeypatch.setitem(LoveDA.files, "val", ("Val.zip", md5))
     root = tmp_path / "loveda"
     argv = ["loveda", "--base-url", server.url, "--root", str(root), "--splits", "val"]
     assert download.main(argv) == 0
@@ -174,7 +175,7 @@ def test_checksum_mismatch_via_cli_exits_nonzero_without_traceback(server, val_z
     err = capsys.readouterr().err
     assert rc != 0
     assert "landsentry download: error: checksum mismatch" in err
-    assert download.LOVEDA_FILES["val"][1] in err
+    assert LoveDA.files["val"][1] in err
     assert "Traceback" not in err
     assert not (root / "Val.zip").exists() and not (root / "Val.zip.part").exists() and not (root / "Val").exists()
 

@@ -1,4 +1,4 @@
-"""From the training configuration to datasets: parse `layout:path` specs, split by source, mix replay.
+"""From the training configuration to datasets: `layout:path` specs (the data layer's registry), split by source, mix replay.
 
 Validation always runs on whole held-out images (groups listed in `holdout`, or `val_data`), never
 on crops of training scenes.
@@ -6,7 +6,6 @@ on crops of training scenes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch.utils.data import ConcatDataset, Dataset
@@ -14,22 +13,12 @@ from torch.utils.data import ConcatDataset, Dataset
 from landsentry.models.vocabulary.classes import CLASS_NAMES, NUM_CLASSES
 from landsentry.models.vocabulary.errors import InputError
 from landsentry.training.config import TrainConfig
-from landsentry.training.datasets import (
-    Record, SegmentationDataset, class_pixel_counts, dubai_records, folder_records, groups_of, loveda_records, split_by_group,
-)
+from landsentry.models.data.records import Record
+from landsentry.models.data.registry import records_from_spec
+from landsentry.models.data.splits import groups_of, split_by_group
+from landsentry.models.data.statistics import class_pixel_counts
+from landsentry.training.datasets import SegmentationDataset
 from landsentry.training.transforms import train_transform
-
-LAYOUTS = {"dubai": dubai_records, "loveda": loveda_records, "folder": folder_records}
-
-
-def records_from_spec(spec: str) -> list[Record]:
-    """'dubai:PATH', 'loveda:PATH' or 'folder:PATH' (a bare path means a plain folder)."""
-    layout, sep, path = spec.partition(":")
-    if not sep or layout not in LAYOUTS:
-        layout, path = "folder", spec
-    if not Path(path).is_dir():
-        raise InputError(f"dataset folder not found: {path} (from --data {spec})")
-    return LAYOUTS[layout](path)
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Downloads are the slow, flaky part of getting started, so every step can be re-run: a partial
 `NAME.part` is resumed with an HTTP Range request, a finished archive is kept only after its MD5
-matches the published one, and an extracted split is recorded so a second run does nothing.
+matches the published one (URLs and MD5s are the `LoveDA` layout's metadata), and an extracted split
+is recorded so a second run does nothing.
 Archives come from the internet, so extraction refuses any member that would land outside the
 dataset folder and any archive that would expand beyond a size limit.
 """
@@ -20,16 +21,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from tqdm import tqdm
 
+from landsentry.models.data.layouts import LoveDA
 from landsentry.models.vocabulary.errors import InputError
 
-# Official archives: Zenodo record 5706578 (doi:10.5281/zenodo.5706578). URLs and MD5s as published in
-# torchgeo's `LoveDA.info_dict` (github.com/microsoft/torchgeo, torchgeo/datasets/loveda.py).
-LOVEDA_BASE_URL = "https://zenodo.org/records/5706578/files"
-LOVEDA_FILES: dict[str, tuple[str, str]] = {  # split -> (archive name, MD5)
-    "train": ("Train.zip", "de2b196043ed9b4af1690b3f9a7d558f"),
-    "val": ("Val.zip", "84cae2577468ff0b5386758bb386d31d"),
-    "test": ("Test.zip", "a489be0090465e01fb067795d24e6b47"),
-}
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60.0
 MAX_UNCOMPRESSED_BYTES = 20 * 1024**3  # LoveDA expands to about 9 GiB; far beyond that is a zip bomb
@@ -143,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("dataset", choices=["loveda"], help="dataset to fetch (LoveDA, Zenodo record 5706578)")
     parser.add_argument("--root", type=Path, default=Path("data/loveda"), help="dataset folder (default: %(default)s)")
-    parser.add_argument("--splits", nargs="+", choices=list(LOVEDA_FILES), default=["train", "val"],
+    parser.add_argument("--splits", nargs="+", choices=list(LoveDA.files), default=["train", "val"],
                         help="splits to fetch (default: train val; test has no masks, it is for leaderboard submissions)")
-    parser.add_argument("--base-url", default=LOVEDA_BASE_URL,
+    parser.add_argument("--base-url", default=LoveDA.url,
                         help="host prefix to fetch NAME.zip from, e.g. a mirror (default: %(default)s); MD5s stay the published ones")
     parser.add_argument("--keep-archives", action="store_true", help="keep the .zip files after extraction")
     return parser
@@ -155,7 +149,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     root: Path = args.root
     for split in dict.fromkeys(args.splits):  # de-duplicated, in the order given
-        name, md5 = LOVEDA_FILES[split]
+        name, md5 = LoveDA.files[split]
         folder = root / name.removesuffix(".zip")
         marker = root / f".{name}.extracted"  # written last, so an interrupted extraction is redone
         if marker.is_file() and marker.read_text().strip() == md5 and folder.is_dir():

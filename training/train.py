@@ -38,6 +38,7 @@ from landsentry.training.data_setup import DataSetup, build_data
 from landsentry.training.losses import CEDiceLoss, balanced_class_weights
 from landsentry.training.progress import NO_PROGRESS, OnStep, ProgressLog
 from landsentry.models.data.metrics import ConfusionMatrix
+from landsentry.models.evaluation.segmentation import score
 
 
 def train_one_epoch(
@@ -99,16 +100,6 @@ def evaluate(model: nn.Module, checkpoint: Checkpoint, val_images: list, device:
     model.eval()
     predictor = Predictor(checkpoint, device=str(device), tile=tile, batch_size=4, model=model)  # inference's overlap
     return score(predictor, val_images, rank, world)
-
-
-def score(predictor: Predictor, images: list, rank: int = 0, world: int = 1) -> ConfusionMatrix:
-    """Confusion matrix of a predictor's classes on whole (image, mask) pairs, summed across ranks."""
-    matrix = ConfusionMatrix(predictor.checkpoint.num_classes)
-    for image, mask in images[rank::world]:
-        probs = predictor.predict_array(image.numpy().astype(np.float32))
-        matrix.update(mask, probs.argmax(0))
-    matrix.all_reduce()
-    return matrix
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:

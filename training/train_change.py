@@ -31,7 +31,9 @@ from landsentry.models.nn.normalization import Normalize
 from landsentry.models.nn.checkpoint import Checkpoint, save_checkpoint
 from landsentry.models.vocabulary.classes import IGNORE_INDEX
 from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD
-from landsentry.training.datasets import ChangePairDataset, levir_pairs, split_by_group, sztaki_pairs
+from landsentry.models.data.change_layouts import LevirCD, SztakiAirChange
+from landsentry.models.data.splits import split_by_group
+from landsentry.training.datasets import ChangePairDataset
 from landsentry.training.transforms import pair_train_transform
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -59,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def training_pairs(args: argparse.Namespace):
-    levir = levir_pairs(args.levir, tuple(args.levir_splits))
-    sztaki_all = sztaki_pairs(args.sztaki)
+    levir = LevirCD.pairs(args.levir, tuple(args.levir_splits))
+    sztaki_all = SztakiAirChange.pairs(args.sztaki)
     sztaki, held = split_by_group(sztaki_all, args.holdout_sztaki)
     if not sztaki:
         raise SystemExit("every SZTAKI pair is held out; nothing to train on")

@@ -1,19 +1,24 @@
-"""`landsentry evaluate --checkpoint FILE --data LAYOUT:PATH`: per-class IoU of a checkpoint on whole images."""
+"""`landsentry evaluate --checkpoint FILE --data LAYOUT:PATH`: per-class IoU of a checkpoint on whole images.
+
+Argument parsing and printing only: records and whole images come from the data layer, the scoring
+from `landsentry.models.evaluation.segmentation` (the same `score` training validates with).
+"""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from landsentry.models.inference.backends import BACKENDS
-from landsentry.models.nn.checkpoint import load_checkpoint
 from landsentry.models.cli.options import check_common_options
-from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.data.registry import records_from_spec
+from landsentry.models.data.samples import check_records, load_sample
+from landsentry.models.data.splits import split_by_group
+from landsentry.models.evaluation.segmentation import score
+from landsentry.models.inference.backends import BACKENDS
 from landsentry.models.inference.runner import Predictor
 from landsentry.models.inference.tiling import default_overlap
-from landsentry.training.data_setup import records_from_spec
-from landsentry.training.datasets import SegmentationDataset, split_by_group
-from landsentry.training.train import score
+from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.vocabulary.errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +45,8 @@ def main(argv: list[str]) -> int:
         _, records = split_by_group(records, args.groups)
         if not records:
             raise InputError(f"no images in groups {args.groups}")
-    dataset = SegmentationDataset(records, None, None, checkpoint.in_channels, cache_mb=0)
-    images = [(s["image"], s["mask"]) for s in (dataset[i] for i in range(len(dataset)))]
+    check_records(records, checkpoint.in_channels)
+    images = [load_sample(r, checkpoint.in_channels) for r in records]
     predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, backend=args.backend)
     matrix = score(predictor, images)
     print(f"{len(images)} whole images ({predictor.backend}, {args.tile} px windows, {args.overlap} px overlap): "

@@ -1,6 +1,6 @@
 """The one class schema shared by datasets, metrics, checkpoints, the API and the web page.
 
-Dataset code mappings live beside it so every label source lands on the same ids.
+Each dataset's own code mapping onto it lives on its layout class (`landsentry.models.data.layouts`).
 """
 from __future__ import annotations
 
@@ -31,17 +31,6 @@ CLASSES: tuple[LandClass, ...] = (
 NUM_CLASSES = len(CLASSES)
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)
 CLASS_ID: dict[str, int] = {c.name: c.id for c in CLASSES}
-
-# LoveDA codes: 0 no-data, 1 background, 2 building, 3 road, 4 water, 5 barren, 6 forest, 7 agriculture.
-LOVEDA_TO_SCHEMA: dict[int, int] = {
-    0: IGNORE_INDEX, 1: CLASS_ID["background"], 2: CLASS_ID["building"], 3: CLASS_ID["road"],
-    4: CLASS_ID["water"], 5: CLASS_ID["bare_soil"], 6: CLASS_ID["vegetation"], 7: CLASS_ID["vegetation"],
-}
-# Dubai aerial codes: 0 unlabeled, 1 building, 2 land (unpaved, bare), 3 road, 4 vegetation, 5 water.
-DUBAI_TO_SCHEMA: dict[int, int] = {
-    0: IGNORE_INDEX, 1: CLASS_ID["building"], 2: CLASS_ID["bare_soil"], 3: CLASS_ID["road"],
-    4: CLASS_ID["vegetation"], 5: CLASS_ID["water"],
-}
 
 
 def lookup_table(mapping: dict[int, int]) -> np.ndarray:
