@@ -1,4 +1,4 @@
-"""Aligning two dates (models/align.py) on the real NAIP 2010/2020 pair and copies of it made here.
+"""Aligning two dates (models/io/align.py) on the real NAIP 2010/2020 pair and copies of it made here.
 
 The reprojected, resampled, cropped and shifted copies are generated in tmp from the real before
 image with rasterio; the PNGs are generated.

@@ -1,4 +1,4 @@
-"""Inference backends (models.backends): every fast path gives eager PyTorch's classes.
+"""Inference backends (models.inference.backends): every fast path gives eager PyTorch's classes.
 
 Tolerances (stated in the README's performance section):
 - `onnx` (float32): the same probabilities within 1e-4 and >= 99.9 % of pixels the same class;

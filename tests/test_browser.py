@@ -34,7 +34,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 SERVER_START_S = 180   # model loading on a busy 2-core machine
 JOB_WAIT_MS = 600_000  # one interpretation, inline or queued, on a busy machine
 INLINE_MAX_PIXELS = 500_000
-WATER = 5              # class id painted in the annotation test (models.classes: water)
+WATER = 5              # class id painted in the annotation test (models.vocabulary.classes: water)
 
 
 def _missing(message: str) -> None:

@@ -1,4 +1,4 @@
-"""Class-aware change (models/change.py) on generated probability maps where the planted change is known exactly.
+"""Class-aware change (models/analysis/change.py) on generated probability maps where the planted change is known exactly.
 
 All arrays here are generated in this file: smooth "scenes" of class probabilities with blocks of
 buildings, a road and bare soil planted at known places.

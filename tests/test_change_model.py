@@ -1,4 +1,4 @@
-"""The learned change head (models/change_model.py): shape, what its checkpoint holds, loading, and its place in the pair path."""
+"""The learned change head (models/nn/change_net.py, run by models/inference/runner.py): shape, what its checkpoint holds, loading, and its place in the pair path."""
 from __future__ import annotations
 
 import json

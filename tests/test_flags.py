@@ -1,4 +1,4 @@
-"""Flags and their rules (models/flags.py) on generated regions over a generated before-class raster."""
+"""Flags and their rules (models/analysis/flags.py) on generated regions over a generated before-class raster."""
 from __future__ import annotations
 
 import csv

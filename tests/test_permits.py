@@ -1,4 +1,4 @@
-"""Permit parcels (models/permits.py): CRS handling, reprojection, repair and clear refusals.
+"""Permit parcels (models/io/permits.py): CRS handling, reprojection, repair and clear refusals.
 
 Every GeoJSON file here is generated in tmp; coordinates are around the real NAIP scene
 (EPSG:26914, near 99.2 W 47.0 N).

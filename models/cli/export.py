@@ -1,6 +1,6 @@
 """`landsentry export --onnx -o FILE`: a checkpoint as an ONNX graph for other runtimes.
 
-The graph is `models.backends.InferenceHead`: it takes N x C x H x W float32 pixels in 0..255
+The graph is `models.inference.backends.InferenceHead`: it takes N x C x H x W float32 pixels in 0..255
 (H and W multiples of 32, any batch) and returns N x K x H x W class logits (softmax over axis 1
 gives the probabilities), with the checkpoint's normalisation inside. `--int8` writes the statically quantised graph the
 `onnx-int8` backend runs, calibrated on `--calibrate` images (default: the bundled sample tile).

@@ -11,7 +11,7 @@
 
 Both sources expose what `Predictor.iter_strips` needs: `.info` (width, height, CRS, transform of
 the analysis grid) and `.read(window) -> (float32 C x H x W in 0..255, bool H x W valid)`, with the
-band choice, nodata and stretch rules of `models.raster.RasterSource`.
+band choice, nodata and stretch rules of `models.io.raster.RasterSource`.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ checkpoint stores only the head: about 0.1 M parameters, well under 1 MB). At st
 both show), projected to a few channels, and a tiny top-down decoder turns them into one change
 logit per pixel (bilinear upsampling from stride 4).
 
-Checkpoints use the landsentry checkpoint format (`models.checkpoint`) with
+Checkpoints use the landsentry checkpoint format (`models.nn.checkpoint`) with
 `arch = {"name": "siamese_lite0_change", "in_channels": 3, "num_classes": 1, "decoder_channels": [...]}`;
 `load_change_model` refuses anything else. `models.inference.runner.ChangeRunner` runs it over an
 aligned pair strip by strip, on the same windows, blending and backends as the segmentation model.
