@@ -1,14 +1,14 @@
-"""The one registry of dataset layouts: `name:PATH` specs (`dubai:`, `loveda:`, `folder:`, `levir:`, `sztaki:`) to layouts."""
+"""The one registry of dataset layouts: `name:PATH` specs (`dubai:`, `loveda:`, `folder:`, `levir:`, `egy:`, `sztaki:`) to layouts."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from landsentry.models.data.change_layouts import LevirCD, SztakiAirChange
+from landsentry.models.data.change_layouts import EgyBCD, LevirCD, SztakiAirChange
 from landsentry.models.data.layouts import DubaiAerial, LabelledFolder, Layout, LoveDA
 from landsentry.models.data.records import PairRecord, Record
 from landsentry.models.vocabulary.errors import InputError
 
-LAYOUTS: dict[str, type[Layout]] = {layout.name: layout for layout in (DubaiAerial, LoveDA, LabelledFolder, LevirCD, SztakiAirChange)}
+LAYOUTS: dict[str, type[Layout]] = {layout.name: layout for layout in (DubaiAerial, LoveDA, LabelledFolder, LevirCD, EgyBCD, SztakiAirChange)}
 
 
 def parse_spec(spec: str) -> tuple[type[Layout], Path]:
@@ -34,8 +34,19 @@ def records_from_spec(spec: str) -> list[Record]:
 
 
 def pairs_from_spec(spec: str) -> list[PairRecord]:
-    """Change pairs of 'levir:PATH' or 'sztaki:PATH'."""
+    """Change pairs of 'levir:PATH', 'egy:PATH' or 'sztaki:PATH'."""
     layout, path = parse_spec(spec)
     if layout.labels != "change":
         raise InputError(f"{spec}: {layout.title} holds labelled images, not change pairs (use {_names('change')})")
     return layout.pairs(path)  # type: ignore[attr-defined]
+
+
+def change_folder(spec: str) -> tuple[type[Layout] | None, Path]:
+    """(layout or None, path) of an evaluate-change FOLDER: 'levir:PATH', 'egy:PATH', 'sztaki:PATH' or a bare path."""
+    name, sep, path = spec.partition(":")
+    layout = LAYOUTS.get(name) if sep else None
+    if layout is None:
+        return None, Path(spec)
+    if layout.labels != "change":
+        raise InputError(f"{spec}: {layout.title} holds labelled images, not change pairs (use {_names('change')})")
+    return layout, Path(path)
