@@ -111,8 +111,11 @@ class Mix:
     scale: tuple[float, float] = (0.4, 1.6)
     pair_shares: dict = field(default_factory=lambda: {"levir": 1.0, "egy": 1.0, "sztaki": 1.0})
     donor_shares: dict = field(default_factory=lambda: {"dubai": 0.4, "new_buildings": 0.3, "loveda": 0.1, "roads": 0.2})
+    base_shares: dict = field(default_factory=lambda: {"dubai": 0.3, "new_buildings": 0.2, "loveda": 0.1, "roads": 0.4})
+    """Single dates drawn as bases (half of the bases; the other half are real pairs' dates)."""
     unrelated_families: tuple[str, ...] = ("dubai", "loveda")
     paste_classes: tuple[int, ...] = CHANGE_CLASSES
+    """Classes whose appearance is change in made pairs (`CHANGE_CLASSES`, or buildings only as LEVIR-CD and EGY-BCD label)."""
 
 
 class ChangeMix(Dataset):
@@ -138,6 +141,8 @@ class ChangeMix(Dataset):
         self.donors = _Pool(SegmentationDataset(labelled, cache_mb=None), families, mix.donor_shares) if labelled else None
         full = {f: 1.0 for f in mix.unrelated_families}
         self.full = _Pool(self.donors.dataset, families, full) if self.donors and any(f in families for f in full) else None
+        self.bases = _Pool(self.donors.dataset, families, mix.base_shares) if self.donors and any(
+            mix.base_shares.get(f, 0) > 0 for f in families) else None
 
     def __len__(self) -> int:
         return self.samples
@@ -154,11 +159,11 @@ class ChangeMix(Dataset):
 
     def _base(self, g: torch.Generator) -> torch.Tensor:
         """A crop of any image: a single date, or one date of a real pair."""
-        if self.pairs is not None and (self.donors is None or rand(g) < 0.5):
+        if self.pairs is not None and (self.bases is None or rand(g) < 0.5):
             pair = self.pairs.draw(g)
             image = pair["before"] if rand(g) < 0.5 else pair["after"]
         else:
-            image = self.donors.draw(g)["image"]
+            image = self.bases.draw(g)["image"]
         return self._crop({"image": image}, g)["image"]
 
     def _object(self, pool: _Pool, g: torch.Generator) -> dict:

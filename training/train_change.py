@@ -33,7 +33,7 @@ from landsentry.models.nn.change_net import DEFAULT_CHANGE_CHANNELS, SiameseChan
 from landsentry.models.nn.checkpoint import Checkpoint, save_checkpoint
 from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD
 from landsentry.models.nn.normalization import Normalize
-from landsentry.models.vocabulary.classes import IGNORE_INDEX
+from landsentry.models.vocabulary.classes import CLASS_ID, IGNORE_INDEX
 from landsentry.training.change_augment import date_transform
 from landsentry.training.change_data import TEST_HOLDOUT, ChangeMix, Mix, shared_sources
 
@@ -54,8 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real", type=float, default=0.4, help="share of real pairs")
     p.add_argument("--paste", type=float, default=0.45, help="share of pasted-object pairs")
     p.add_argument("--unrelated", type=float, default=0.15, help="share of unrelated labelled pairs")
+    p.add_argument("--kinds", nargs="+", default=["building", "road", "bare_soil"], choices=("building", "road", "bare_soil"),
+                   help="classes whose appearance is change in made pairs (LEVIR-CD and EGY-BCD label buildings only)")
+    p.add_argument("--donor-shares", nargs="*", default=None, help="FAMILY=SHARE of the donors (default: the Mix's)")
     p.add_argument("--strength", type=float, default=1.0, help="scale of the per-date colour differences")
     p.add_argument("--misregister", type=float, default=2.5, help="largest shift of the before image, pixels")
+    p.add_argument("--zoom", type=float, default=1.0, help="window zoom at inference, recorded in the checkpoint (chosen on validation pairs)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--pos-weight", type=float, default=2.0)
@@ -81,7 +85,9 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, pos_weight: float, dice_
 
 def build_data(args: argparse.Namespace) -> ChangeMix:
     sources = shared_sources(args.data, args.holdout, args.families)
-    mix = Mix(real=args.real, paste=args.paste, unrelated=args.unrelated, crop=args.crop_size, scale=tuple(args.scale))
+    kw = {"donor_shares": {k: float(v) for k, v in (x.split("=") for x in args.donor_shares)}} if args.donor_shares else {}
+    mix = Mix(real=args.real, paste=args.paste, unrelated=args.unrelated, crop=args.crop_size, scale=tuple(args.scale),
+              paste_classes=tuple(CLASS_ID[k] for k in args.kinds), **kw)
     transform = date_transform(args.strength, args.misregister)
     return ChangeMix(sources, mix, args.steps * args.batch_size, args.seed, transform)
 
@@ -109,7 +115,8 @@ def save(model: SiameseChangeNet, args: argparse.Namespace, argv: list[str], dat
             "samples_by_kind": dict(kinds), "mix": {"real": args.real, "paste": args.paste, "unrelated": args.unrelated},
             "steps": args.steps, "batch_size": args.batch_size, "crop_size": args.crop_size, "scale": list(args.scale),
             "lr": args.lr, "pos_weight": args.pos_weight, "dice_weight": args.dice_weight, "strength": args.strength,
-            "misregister": args.misregister, "seed": args.seed, "threads": args.threads,
+            "misregister": args.misregister, "seed": args.seed, "threads": args.threads, "kinds": args.kinds,
+            "donor_shares": args.donor_shares, "zoom": args.zoom,
             "trainable_parameters": params, "train_seconds_last_session": round(seconds),
             "recipe": "python -m training.train_change " + " ".join(argv),
         },

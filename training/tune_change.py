@@ -86,14 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", default=["class", "learned", "combined"], choices=("class", "learned", "combined"))
     p.add_argument("--grid", nargs="*", default=None, help="NAME=V1,V2 ... per ChangeParams field (default: a grid per method)")
     p.add_argument("--base", nargs="*", default=[], help="NAME=V fixed ChangeParams values the grid starts from")
+    p.add_argument("--zoom", type=float, default=None, help="the change model's window zoom (default: its checkpoint's)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     base = ChangeParams(**{k: v[0] for k, v in parse_grid(args.base).items()})
     predictor = Predictor(load_checkpoint(args.checkpoint), device="cpu")
     model, ckpt = load_change_model(args.change_checkpoint)
-    maps = set_maps(args.data, args.sets, predictor, ChangeRunner(model, ckpt, device="cpu"))
-    report: dict = {"sets": args.sets, "change_checkpoint": str(ckpt.path), "base": base.as_dict(), "methods": {}}
+    maps = set_maps(args.data, args.sets, predictor, ChangeRunner(model, ckpt, device="cpu", zoom=args.zoom))
+    report: dict = {"sets": args.sets, "change_checkpoint": str(ckpt.path), "zoom": args.zoom, "base": base.as_dict(), "methods": {}}
     for method in args.methods:
         grid = parse_grid(args.grid) if args.grid is not None else DEFAULT_GRID.get(method, {})
         if method == "class":
