@@ -93,6 +93,24 @@ def test_bare_soil_areas_are_pasted_as_patches_of_themselves():
     assert abs(blob.float().mean().item() - 0.2) < 0.02
 
 
+def test_distractor_ground_is_no_change_and_never_covers_a_building():
+    """Bare soil pasted as a distractor changes the after image, not the label, and stays off the base's buildings."""
+    base = torch.full((3, 64, 64), 100, dtype=torch.uint8)
+    base_mask = torch.full((64, 64), V, dtype=torch.uint8)
+    base_mask[20:40, 20:40] = B  # a building of the base: must survive
+    base_mask[0:8, :] = IGNORE_INDEX  # unlabelled rows: nothing pasted there either
+    donor = torch.full((3, 64, 64), 200, dtype=torch.uint8)
+    donor_mask = torch.full((64, 64), S, dtype=torch.uint8)  # all bare soil, no building: only distractors to paste
+    for seed in range(6):
+        pair = paste_pair(base, donor, donor_mask, torch.Generator().manual_seed(seed), classes=(B,), distractors=(S,),
+                          base_mask=base_mask, harmonise_p=0.0)
+        assert (pair["change"] == 0).all() and torch.equal(pair["before"], base)
+        moved = (pair["after"] != base).any(0)
+        assert moved.any() and not moved[20:40, 20:40].any() and not moved[:8].any()
+    plain = paste_pair(base, donor, donor_mask, torch.Generator().manual_seed(0), classes=(B,), distractors=(S,))
+    assert torch.equal(plain["after"], base), "without the base's labels no distractor is pasted"
+
+
 def test_unrelated_pairs_are_change_where_a_kind_appears_or_goes():
     before = torch.tensor([[B, B, V, V, S, IGNORE_INDEX, R]], dtype=torch.uint8)
     after = torch.tensor([[B, V, W, R, V, B, IGNORE_INDEX]], dtype=torch.uint8)

@@ -116,6 +116,8 @@ class Mix:
     unrelated_families: tuple[str, ...] = ("dubai", "loveda")
     paste_classes: tuple[int, ...] = CHANGE_CLASSES
     """Classes whose appearance is change in made pairs (`CHANGE_CLASSES`, or buildings only as LEVIR-CD and EGY-BCD label)."""
+    distractors: tuple[int, ...] = ()
+    """Classes pasted as patches that are not change (`change_synth.paste_pair`)."""
 
 
 class ChangeMix(Dataset):
@@ -157,14 +159,13 @@ class ChangeMix(Dataset):
         lo = min(max(self.mix.scale[0], self.mix.crop / min(h, w)), self.mix.scale[1])
         return RandomScaleCrop(self.mix.crop, (lo, self.mix.scale[1]), aware, rare or None)(sample, g)
 
-    def _base(self, g: torch.Generator) -> torch.Tensor:
-        """A crop of any image: a single date, or one date of a real pair."""
+    def _base(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A crop of any image, with its labels when it has them: a single date, or one date of a real pair."""
         if self.pairs is not None and (self.bases is None or rand(g) < 0.5):
             pair = self.pairs.draw(g)
-            image = pair["before"] if rand(g) < 0.5 else pair["after"]
-        else:
-            image = self.bases.draw(g)["image"]
-        return self._crop({"image": image}, g)["image"]
+            return self._crop({"image": pair["before"] if rand(g) < 0.5 else pair["after"]}, g)["image"], None
+        drawn = self._crop({k: v for k, v in self.bases.draw(g).items() if k in ("image", "mask")}, g)
+        return drawn["image"], drawn["mask"]
 
     def _object(self, pool: _Pool, g: torch.Generator) -> dict:
         """A labelled crop, mostly centred on an object of a change kind."""
@@ -187,9 +188,10 @@ class ChangeMix(Dataset):
             pair = self.pairs.draw(g)
             sample = self._crop({k: pair[k] for k in ("before", "after", "change")}, g, 0.5, (1,))
         elif kind == "paste":
-            base = self._base(g)
+            base, base_mask = self._base(g)
             donor = self._object(self.donors, g)
-            sample = paste_pair(base, donor["image"], donor["mask"], g, self.mix.paste_classes)
+            sample = paste_pair(base, donor["image"], donor["mask"], g, self.mix.paste_classes,
+                                distractors=self.mix.distractors, base_mask=base_mask)
         else:
             a, b = self._object(self.full, g), self._object(self.full, g)
             sample = unrelated_pair(a["image"], a["mask"], b["image"], b["mask"], self.mix.paste_classes)

@@ -102,9 +102,9 @@ def harmonise(donor: torch.Tensor, base: torch.Tensor, strength: float) -> torch
     return out.view_as(donor).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _object(cls: int, core: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _object(cls: int, core: torch.Tensor, generator: torch.Generator | None, patches: Sequence[int] = PATCH_CLASSES) -> torch.Tensor:
     """What of a component is pasted: a patch class larger than a blob gets cut to a random blob of itself."""
-    if cls in PATCH_CLASSES and core.float().mean() > 0.05:
+    if cls in patches and core.float().mean() > 0.05:
         cut = core & random_blob(tuple(core.shape), uniform(0.05, 0.3, generator), generator)
         if cut.sum() >= 12:
             return cut
@@ -113,12 +113,17 @@ def _object(cls: int, core: torch.Tensor, generator: torch.Generator | None) -> 
 
 def paste_pair(base: torch.Tensor, donor: torch.Tensor, donor_mask: torch.Tensor, generator: torch.Generator | None = None,
                classes: Sequence[int] = CHANGE_CLASSES, max_objects: int = 8, both_p: float = 0.25,
-               harmonise_p: float = 0.5, grow: int = 2, sigma: float = 1.0) -> dict:
+               harmonise_p: float = 0.5, grow: int = 2, sigma: float = 1.0, distractors: Sequence[int] = (),
+               base_mask: torch.Tensor | None = None) -> dict:
     """{"before", "after": uint8 C x H x W, "change": int64 H x W (1, 0, IGNORE_INDEX)} from one base crop and one labelled donor crop.
 
     Up to `max_objects` components of `classes` in the donor are pasted where they lie in the donor
     crop (same size as the base): each into the after image only (label 1) or, with probability
     `both_p`, into both dates (label 0). A donor without such objects gives a no-change pair.
+    With the base's labels (`base_mask`), patches of `distractors` classes (vegetation, bare soil:
+    ground that changes with the season or the plough) go into the after image first, as no change,
+    only over base pixels labelled as some class outside `classes` (never over a building that would
+    then vanish): a head trained for building change learns that other ground changes are not it.
     """
     if base.shape[-2:] != donor.shape[-2:] or donor_mask.shape != donor.shape[-2:]:
         raise ValueError(f"base {tuple(base.shape)}, donor {tuple(donor.shape)} and mask {tuple(donor_mask.shape)} differ in size")
@@ -129,6 +134,12 @@ def paste_pair(base: torch.Tensor, donor: torch.Tensor, donor_mask: torch.Tensor
     chosen = [comps[i] for i in order[: randint(1, max_objects, generator)]] if comps else []
     before, after = base.clone(), base.clone()
     change = torch.zeros(base.shape[-2:], dtype=torch.int64)
+    ground = components(donor_mask, distractors, min_px=64) if distractors and base_mask is not None else []
+    if ground:
+        free = (base_mask != IGNORE_INDEX) & ~torch.isin(base_mask, torch.tensor(list(classes), dtype=base_mask.dtype))
+        for i in torch.randperm(len(ground), generator=generator).tolist()[: randint(1, 3, generator)]:
+            cls, core = ground[i]
+            after = blend(after, donor, feather(_object(cls, core, generator, distractors) & free, 0, sigma) * free)
     for cls, core in chosen:
         core = _object(cls, core, generator)
         alpha = feather(core, grow, sigma)

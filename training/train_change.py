@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unrelated", type=float, default=0.15, help="share of unrelated labelled pairs")
     p.add_argument("--kinds", nargs="+", default=["building", "road", "bare_soil"], choices=("building", "road", "bare_soil"),
                    help="classes whose appearance is change in made pairs (LEVIR-CD and EGY-BCD label buildings only)")
+    p.add_argument("--distractors", nargs="*", default=[], choices=("road", "bare_soil", "vegetation", "water", "background"),
+                   help="classes pasted as patches that are not change (ground that changes without construction)")
     p.add_argument("--donor-shares", nargs="*", default=None, help="FAMILY=SHARE of the donors (default: the Mix's)")
     p.add_argument("--strength", type=float, default=1.0, help="scale of the per-date colour differences")
     p.add_argument("--misregister", type=float, default=2.5, help="largest shift of the before image, pixels")
@@ -87,7 +89,7 @@ def build_data(args: argparse.Namespace) -> ChangeMix:
     sources = shared_sources(args.data, args.holdout, args.families)
     kw = {"donor_shares": {k: float(v) for k, v in (x.split("=") for x in args.donor_shares)}} if args.donor_shares else {}
     mix = Mix(real=args.real, paste=args.paste, unrelated=args.unrelated, crop=args.crop_size, scale=tuple(args.scale),
-              paste_classes=tuple(CLASS_ID[k] for k in args.kinds), **kw)
+              paste_classes=tuple(CLASS_ID[k] for k in args.kinds), distractors=tuple(CLASS_ID[k] for k in args.distractors), **kw)
     transform = date_transform(args.strength, args.misregister)
     return ChangeMix(sources, mix, args.steps * args.batch_size, args.seed, transform)
 
@@ -115,7 +117,7 @@ def save(model: SiameseChangeNet, args: argparse.Namespace, argv: list[str], dat
             "samples_by_kind": dict(kinds), "mix": {"real": args.real, "paste": args.paste, "unrelated": args.unrelated},
             "steps": args.steps, "batch_size": args.batch_size, "crop_size": args.crop_size, "scale": list(args.scale),
             "lr": args.lr, "pos_weight": args.pos_weight, "dice_weight": args.dice_weight, "strength": args.strength,
-            "misregister": args.misregister, "seed": args.seed, "threads": args.threads, "kinds": args.kinds,
+            "misregister": args.misregister, "seed": args.seed, "threads": args.threads, "kinds": args.kinds, "distractors": args.distractors,
             "donor_shares": args.donor_shares, "zoom": args.zoom,
             "trainable_parameters": params, "train_seconds_last_session": round(seconds),
             "recipe": "python -m training.train_change " + " ".join(argv),
