@@ -78,3 +78,24 @@ def test_confusion_matrix_counts_a_class_predicted_where_it_is_ruled_out():
     iou = m.iou()
     assert iou[ROAD] == pytest.approx(1 / 3)  # 1 true positive, 1 false negative, 1 false positive on "not road"
     assert m.miou() == pytest.approx(1 / 3), "a road-only source is scored on road only"
+
+
+def test_footprints_are_rasterised_on_the_image_grid(shared_file):
+    """SpaceNet Atlanta: 43 building polygons burnt onto the 900 x 900 panchromatic tile, everything else 'not building'."""
+    import json as json_
+
+    from shapely.geometry import shape
+
+    from landsentry.models.data.layouts import SpaceNetBuildings
+    from landsentry.models.data.samples import check_records, load_sample
+
+    root = shared_file("spacenet_atlanta/sample_geotiff.tif").parent
+    (record,) = SpaceNetBuildings.records(root)
+    assert check_records([record]) == [(900, 900)]
+    image, labels = load_sample(record)
+    building = CLASS_ID["building"]
+    assert image.shape == (3, 900, 900) and set(np.unique(labels).tolist()) <= {building, not_class(building), IGNORE_INDEX}
+    footprints = json_.loads((root / "buildings.geojson").read_text())["features"]
+    area = sum(shape(f["geometry"]).area for f in footprints)  # UTM metres; 0.25 m² per pixel
+    assert len(footprints) == 43
+    assert (labels == building).sum() == pytest.approx(area / 0.25, rel=0.03)

@@ -283,3 +283,31 @@ class DeepGlobeRoads(RoadOnlyFolder):
     url = "https://competitions.codalab.org/competitions/18467"
     licence = "research use (DeepGlobe 2018)"
     splits = MappingProxyType({"test": ("deepglobe_roads/388",), "val": ("deepglobe_roads/343",)})
+
+
+class SpaceNetBuildings(Layout):
+    """SpaceNet 4's sample tile of Atlanta (as shipped in the `solaris` wheel): panchromatic, 0.5 m, with building footprints.
+
+    The footprints are complete for the tile, so a pixel outside every footprint is "not building"
+    (a partial label: which other class it is, the file does not say). Scored, never trained on.
+    """
+
+    name = "spacenet"
+    title = "SpaceNet Atlanta buildings"
+    labels = "classes"
+    partial = ("building",)
+    codes = MappingProxyType({1: CLASS_ID["building"], 0: not_class(CLASS_ID["building"])})
+    gsd = 0.5
+    url = "https://spacenet.ai/off-nadir-building-detection/"
+    licence = "CC BY-SA 4.0"
+    folders = "sample_geotiff.tif + buildings.geojson (polygons in the image's CRS or with a crs member)"
+    splits = MappingProxyType({"test": ("spacenet/atlanta",)})
+
+    @classmethod
+    def records(cls, root: str | Path) -> list[Record]:
+        root = Path(root)
+        image, footprints = root / "sample_geotiff.tif", root / "buildings.geojson"
+        missing = [p.name for p in (image, footprints) if not p.is_file()]
+        if missing:
+            raise InputError(f"no samples found under {root} (missing {', '.join(missing)})")
+        return [Record(image, footprints, cls.codes, "spacenet/atlanta", "spacenet/atlanta", "footprints: 1 building, 0 not building")]

@@ -78,11 +78,14 @@ class ConfusionMatrix:
         return "\n".join(lines)
 
     def as_dict(self, names: tuple[str, ...] = CLASS_NAMES) -> dict:
+        """Scores as plain data; a class absent from the truth has IoU None (it cannot be scored: a road-only
+        source says nothing about buildings, and a desert scene without background has no background IoU)."""
         iou = self.iou()
+        present = self.matrix.sum(1).numpy() > 0
         return {
             "miou": round(self.miou(), 4),
             "pixel_accuracy": round(self.pixel_accuracy(), 4),
-            "iou": {n: (None if np.isnan(iou[i]) else round(float(iou[i]), 4)) for i, n in enumerate(names[: self.num_classes])},
+            "iou": {n: (round(float(iou[i]), 4) if present[i] and not np.isnan(iou[i]) else None) for i, n in enumerate(names[: self.num_classes])},
         }
 
 

@@ -1,16 +1,16 @@
-"""The one registry of dataset layouts: `name:PATH` specs (`dubai:`, `loveda:`, `roads_cil:`, `deepglobe_roads:`, `folder:`,
+"""The one registry of dataset layouts: `name:PATH` specs (`dubai:`, `loveda:`, `roads_cil:`, `deepglobe_roads:`, `spacenet:`, `folder:`,
 `levir:`, `sztaki:`) to layouts."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from landsentry.models.data.change_layouts import LevirCD, SztakiAirChange
-from landsentry.models.data.layouts import DeepGlobeRoads, DubaiAerial, LabelledFolder, Layout, LoveDA, RoadsCIL
+from landsentry.models.data.layouts import DeepGlobeRoads, DubaiAerial, LabelledFolder, Layout, LoveDA, RoadsCIL, SpaceNetBuildings
 from landsentry.models.data.records import PairRecord, Record
 from landsentry.models.vocabulary.errors import InputError
 
 LAYOUTS: dict[str, type[Layout]] = {layout.name: layout for layout in (
-    DubaiAerial, LoveDA, RoadsCIL, DeepGlobeRoads, LabelledFolder, LevirCD, SztakiAirChange)}
+    DubaiAerial, LoveDA, RoadsCIL, DeepGlobeRoads, SpaceNetBuildings, LabelledFolder, LevirCD, SztakiAirChange)}
 
 
 def parse_spec(spec: str) -> tuple[type[Layout], Path]:
