@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 
@@ -49,14 +47,17 @@ def sniff_format(path: Path) -> str:
     raise UnsupportedMediaError(f"{path.name} is not a PNG, JPEG or GeoTIFF image (unrecognised file header)")
 
 
-def check_pixels(path: Path, width: int, height: int, limit: int) -> None:
-    """InputError for an image without pixels, TooLargeError for one over `limit` pixels."""
+def check_pixels(path: Path, width: int, height: int, limit: int, setting: str = "LANDSENTRY_MAX_PIXELS",
+                 name: str | None = None) -> None:
+    """InputError for an image without pixels, TooLargeError for one over `limit` pixels; the message names
+    the one setting (`setting`, an environment variable) that raises that limit."""
+    name = name or path.name
     if width <= 0 or height <= 0:
-        raise InputError(f"{path.name} has no pixels ({width}x{height})")
+        raise InputError(f"{name} has no pixels ({width}x{height})")
     if width * height > limit:
         raise TooLargeError(
-            f"{path.name} claims {width}x{height} = {width * height:,} pixels, over the limit of {limit:,} "
-            "(set LANDSENTRY_MAX_PIXELS / LANDSENTRY_MAX_DECODED_PIXELS to raise it, or tile the image)"
+            f"{name} claims {width}x{height} = {width * height:,} pixels, over the limit of {limit:,} "
+            f"(set {setting} to raise it, or tile the image)"
         )
 
 
@@ -66,19 +67,3 @@ def short_error(exc: BaseException) -> str:
         exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:240]
-
-
-def picture_to_array(img: Image.Image) -> tuple[np.ndarray, bool]:
-    """PIL image -> (C x H x W array in uint8, or uint16 for 16-bit PNG; whether the last band is alpha)."""
-    mode = img.mode
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif mode in ("CMYK", "YCbCr", "HSV", "LAB", "1", "PA"):
-        img = img.convert("RGB")
-    elif mode.startswith("I;16") or mode == "I":
-        return np.asarray(img).astype(np.uint16)[None], False
-    elif mode == "F":
-        return np.asarray(img, dtype=np.float32)[None], False
-    array = np.asarray(img)
-    has_alpha = img.mode in ("LA", "RGBA")
-    return (array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))), has_alpha
