@@ -40,6 +40,17 @@ def write_tif(path: Path, data: np.ndarray, **profile) -> Path:
     return path
 
 
+def sparse_scene(path: Path, shared_file, side: int = 12000) -> Path:
+    """A GeoTIFF declaring side x side pixels, with real data in one 256 px block and nothing written elsewhere."""
+    data, geo = naip_crop(shared_file)
+    profile = {"driver": "GTiff", "width": side, "height": side, "count": 3, "dtype": "uint8", "tiled": True,
+               "blockxsize": 256, "blockysize": 256, "sparse_ok": True, **geo}
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data, window=((0, 256), (0, 256)))
+    assert path.stat().st_size < 300_000
+    return path
+
+
 def interpret_file(path: Path, predictor, **open_kwargs) -> tuple[np.ndarray, dict]:
     """(classes on the analysis grid, summary.json) of one interpretation of `path`."""
     outdir = path.with_name(path.stem + "_out")

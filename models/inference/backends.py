@@ -26,6 +26,7 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable
@@ -135,13 +136,17 @@ def input_names(inputs: int) -> list[str]:
     return ["image"] if inputs == 1 else ["before", "after"][:inputs]
 
 
+_EXPORT_LOCK = threading.Lock()
+"""torch.onnx.export keeps process-wide state (and so does catch_warnings): one export at a time."""
+
+
 def export_onnx(head: InferenceHead, in_channels: int, path: str | Path | None = None) -> bytes:
     """The head as an ONNX graph (dynamic batch, height and width); written to `path` when given."""
     head = copy.deepcopy(head).cpu().eval()  # the caller's model stays where and as it is
     names = input_names(head.inputs)
     dynamic = {name: {0: "n", 2: "h", 3: "w"} for name in names}
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with _EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
         # the TorchScript exporter warns that it is deprecated and that the network's size test is
         # traced as a constant: that test is true for every input size of this architecture
         warnings.simplefilter("ignore")

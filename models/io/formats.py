@@ -31,20 +31,22 @@ _MAGIC = {
 }
 
 
-def sniff_format(path: Path) -> str:
-    """'PNG', 'JPEG' or 'GTiff' from the first bytes; refuses empty, missing and other files."""
+def sniff_format(path: Path, name: str | None = None) -> str:
+    """'PNG', 'JPEG' or 'GTiff' from the first bytes; refuses empty, missing and other files (`name`: how
+    messages call the file, default its name)."""
     if not path.exists():
         raise InputError(f"file not found: {path}")
     if not path.is_file():
         raise InputError(f"not a file: {path}")
+    name = name or path.name
     with path.open("rb") as fh:
         head = fh.read(8)
     if not head:
-        raise InputError(f"{path.name} is empty (0 bytes)")
+        raise InputError(f"{name} is empty (0 bytes)")
     for magic, fmt in _MAGIC.items():
         if head.startswith(magic):
             return fmt
-    raise UnsupportedMediaError(f"{path.name} is not a PNG, JPEG or GeoTIFF image (unrecognised file header)")
+    raise UnsupportedMediaError(f"{name} is not a PNG, JPEG or GeoTIFF image (unrecognised file header)")
 
 
 def check_pixels(path: Path, width: int, height: int, limit: int, setting: str = "LANDSENTRY_MAX_PIXELS",

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,15 @@ from landsentry.models.vocabulary.errors import InputError, TooLargeError
 ORIENTATION_TAG = 0x0112
 TRANSPOSED = (5, 6, 7, 8)
 """EXIF orientations that swap width and height."""
+
+
+def bomb_error(name: str, exc: Image.DecompressionBombError, limit: int) -> TooLargeError:
+    """Pillow's decompression-bomb refusal in landsentry's words: the pixels the file claims and the one
+    limit that applies (LANDSENTRY_MAX_DECODED_PIXELS), not Pillow's own limit as well."""
+    claimed = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(claimed.group(1)):,} pixels" if claimed else "more pixels than Pillow decodes"
+    return TooLargeError(f"{name} claims {size}, over the limit of {limit:,} "
+                         "(set LANDSENTRY_MAX_DECODED_PIXELS to raise it, or tile the image)")
 
 
 def png_depth(path: Path) -> int | None:
@@ -97,7 +107,7 @@ def decode_picture(path: Path, fmt: str, name: str, limit: int) -> tuple[np.ndar
                     img.load()
                     array, has_alpha = picture_to_array(img)
     except Image.DecompressionBombError as exc:
-        raise TooLargeError(f"{name} is over the limit of {limit:,} decodable pixels (LANDSENTRY_MAX_DECODED_PIXELS): {short_error(exc)}") from None
+        raise bomb_error(name, exc, limit) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{name} is a damaged or truncated {fmt} image: {short_error(exc)}") from None
     if turn != 1:

@@ -75,7 +75,7 @@ class RasterSource:
         self.bands_option = bands_option
         self.georef = Georef(None, Affine.identity(), "none")
         self.picture: dict = {}
-        self.format = sniff_format(self.path)
+        self.format = sniff_format(self.path, self.name)
         self.lock = threading.Lock()  # one GDAL handle: reads from prefetch threads take turns
         self.dataset = None
         self._array: np.ndarray | None = None  # decoded PNG/JPEG, C x H x W
@@ -136,7 +136,7 @@ class RasterSource:
         if bands:
             bad = [b for b in bands if not 1 <= b <= count]
             if bad:
-                raise InputError(f"{self.name} has {count} band(s); {self.bands_option} {','.join(map(str, bad))} out of range")
+                raise InputError(f"{self.name} has {count} band(s): {','.join(map(str, bad))} in {self.bands_option} is out of range")
             chosen = list(bands)
         elif len(data_bands) == 1:
             chosen = data_bands * 3 if channels == 3 else data_bands
@@ -149,7 +149,7 @@ class RasterSource:
         if len(chosen) != channels:
             raise InputError(
                 f"{self.name} has {len(data_bands)} data band(s); landsentry reads 1 (panchromatic), "
-                f"3 (RGB) or 4 (RGB+NIR) bands for this {channels}-band model; pick {channels} of them with {self.bands_option}"
+                f"3 (RGB) or 4 (RGB+NIR) bands for this {channels}-band model; pick {channels} of them with {self.bands_option} (e.g. 3,2,1)"
             )
         self.alpha_band = alpha[0] if alpha else None
         return chosen
