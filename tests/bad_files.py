@@ -19,7 +19,8 @@ NAIP = "naip_pair/m_4709963_se_14_1_20200831.tif"  # 934x723 RGB+NIR uint8, EPSG
 
 def dubai_crop(shared_file, size: int = 512) -> np.ndarray:
     """A real RGB image as uint8 C x H x W (values 1..255: 0 is kept free for nodata)."""
-    image = np.asarray(Image.open(shared_file(DUBAI)).convert("RGB"))[:size, :size]
+    with Image.open(shared_file(DUBAI)) as picture:
+        image = np.asarray(picture.convert("RGB"))[:size, :size]
     return np.maximum(image, 1).transpose(2, 0, 1).copy()
 
 

@@ -44,7 +44,7 @@ def north_up(shared_file, tmp_path_factory, tiny_checkpoint, cli):
 
 def test_a_rotated_geotransform_is_used(north_up, tmp_path, tiny_checkpoint, cli):
     data, geo, summary, expected = north_up
-    rotated = geo["transform"] * Affine.rotation(30)
+    rotated = geo["transform"] @ Affine.rotation(30)
     code, err, rot = predict(cli, write_tif(tmp_path / "rot.tif", data, crs=geo["crs"], transform=rotated), tmp_path / "out", tiny_checkpoint)
     assert code == 0, err
     assert rot["inputs"]["image"]["georeferencing"]["source"] == "rotated geotransform"
@@ -53,13 +53,13 @@ def test_a_rotated_geotransform_is_used(north_up, tmp_path, tiny_checkpoint, cli
     assert [f["properties"]["area_m2"] for f in got] == [f["properties"]["area_m2"] for f in expected]
     # the same pixels, placed on the ground by the rotated grid
     first = shape(got[0]["geometry"]).centroid
-    col, row = ~geo["transform"] * shape(expected[0]["geometry"]).centroid.coords[0]
-    assert (first.x, first.y) == pytest.approx(rotated * (col, row), abs=1e-6)
+    col, row = ~geo["transform"] @ shape(expected[0]["geometry"]).centroid.coords[0]
+    assert (first.x, first.y) == pytest.approx(rotated @ (col, row), abs=1e-6)
 
 
 def _gcps(transform: Affine, size: int, nudge: float = 0.0) -> list[GroundControlPoint]:
     points = [(0, 0), (0, size), (size, 0), (size, size), (size / 2, size / 3)]
-    return [GroundControlPoint(row, col, *(transform * (col + (nudge if i == 4 else 0), row))) for i, (col, row) in enumerate(points)]
+    return [GroundControlPoint(row, col, *(transform @ (col + (nudge if i == 4 else 0), row))) for i, (col, row) in enumerate(points)]
 
 
 def test_ground_control_points_that_fit_an_affine_grid_are_used(north_up, tmp_path, tiny_checkpoint, cli):
@@ -67,7 +67,7 @@ def test_ground_control_points_that_fit_an_affine_grid_are_used(north_up, tmp_pa
     path = write_tif(tmp_path / "gcp.tif", data, gcps=_gcps(geo["transform"], data.shape[1]), crs=geo["crs"])
     with rasterio.open(path) as ds:
         assert ds.crs is None and ds.transform.is_identity  # GDAL itself places nothing without the GCPs
-    left, top = geo["transform"] * (0, 0)
+    left, top = geo["transform"] @ (0, 0)
     permits = tmp_path / "permits.geojson"  # permits need a placed image: with GCPs, this one is
     permits.write_text(json.dumps({"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:26914"}},
                                    "features": [{"type": "Feature", "properties": {}, "geometry": mapping(box(left, top - 600, left + 600, top))}]}))

@@ -35,7 +35,8 @@ def test_exif_orientation_is_applied(shared_file, predictor, tmp_path, orientati
     exif[0x0112] = orientation
     jpeg = tmp_path / "camera.jpg"
     Image.fromarray(np.ascontiguousarray(stored)).save(jpeg, quality=95, exif=exif.tobytes())
-    shown = ImageOps.exif_transpose(Image.open(jpeg))  # what a viewer shows
+    with Image.open(jpeg) as stored_file:
+        shown = ImageOps.exif_transpose(stored_file)  # what a viewer shows
     assert shown.size == (384, 256)
     viewer = tmp_path / "as_shown.png"
     shown.save(viewer)
@@ -63,7 +64,8 @@ def test_twelve_bit_data_in_a_sixteen_bit_png_is_read_at_full_depth(shared_file,
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(png, "w", driver="PNG", width=data.shape[2], height=data.shape[1], count=3, dtype="uint16") as ds:
             ds.write(data)
-    assert Image.open(png).mode == "RGB"  # what Pillow makes of it (8 bits)
+    with Image.open(png) as pillow:
+        assert pillow.mode == "RGB"  # what Pillow makes of it (8 bits)
     assert probe(png).dtype == "uint16"
     classes, summary = interpret_file(png, predictor)
     expected, _ = interpret_file(write_tif(tmp_path / "twelve.tif", data), predictor)  # the same values in a TIFF

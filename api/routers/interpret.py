@@ -45,8 +45,9 @@ def parse_bands(text: str | None) -> list[int] | None:
     return bands
 
 
-def store_inputs(job_dir: Path, uploads: dict[str, UploadFile], params: dict, settings: Settings, channels: int) -> int:
-    """Save and check the uploads (4xx for bad ones); returns the pixels of all images together."""
+def store_inputs(job_dir: Path, uploads: dict[str, UploadFile], params: dict, settings: Settings, channels: int) -> tuple[int, int]:
+    """Save and check the uploads (4xx for bad ones); returns the pixels of the largest image (what the inline
+    limit is about) and of all images together (the job's work: its budget and its worker lane)."""
     inputs, names = job_dir / "input", params["names"]
     paths = [save_image(uploads[role], inputs, role, names[role]) for role in ("after", "before") if role in uploads]
     if "permits" in uploads:
@@ -57,7 +58,7 @@ def store_inputs(job_dir: Path, uploads: dict[str, UploadFile], params: dict, se
         raise TooLargeError(f"the images of this request hold {pixels:,} pixels together, over the limit of "
                             f"{settings.max_job_pixels:,} per job (set LANDSENTRY_MAX_JOB_PIXELS to raise it, or tile the images)")
     check_inputs(job_dir, channels, params)  # bad input: 4xx now, not a failed job later
-    return pixels
+    return max(w * h for w, h in sizes), pixels
 
 
 def run_inline(store: Store, holder: ModelHolder, settings: Settings, job_id: str, params: dict) -> dict:
@@ -101,9 +102,9 @@ async def interpret_upload(
     try:
         params = {"wgs84": wgs84, "bands": parse_bands(bands), "names": names}
         channels = holder.current().predictor.checkpoint.in_channels
-        params["pixels"] = await run_in_threadpool(store_inputs, job_dir, uploads, params, settings, channels)
-        if params["pixels"] > settings.inline_max_pixels:
-            job = store.create_job(job_id, "interpret", params, kind=kind, message=f"queued: {params['pixels']:,} pixels, over the inline limit")
+        largest, params["pixels"] = await run_in_threadpool(store_inputs, job_dir, uploads, params, settings, channels)
+        if largest > settings.inline_max_pixels:
+            job = store.create_job(job_id, "interpret", params, kind=kind, message=f"queued: {largest:,} pixels, over the inline limit")
             response.status_code = 202
             return public_job(store, job)
         store.create_job(job_id, "interpret", params, status="running", kind=kind, message="interpreting", owner="server")

@@ -37,7 +37,7 @@ class Inputs:
     def footprint(self) -> Polygon:
         """The analysis grid's outline in its CRS."""
         info = self.info
-        return Polygon([info.transform * corner for corner in ((0, 0), (info.width, 0), (info.width, info.height), (0, info.height))])
+        return Polygon([info.transform @ corner for corner in ((0, 0), (info.width, 0), (info.width, info.height), (0, info.height))])
 
     def describe(self) -> dict:
         """For summary.json: how each image was read (type, scaling, georeferencing)."""

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import numpy as np
 import rasterio
 from PIL import Image
 from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry import Polygon
 
 from landsentry.models.analysis.flags import Flag, FlagRules, make_flags, write_flag_files
@@ -27,6 +25,7 @@ from landsentry.models.analysis.polygons import Region, area_m2
 from landsentry.models.analysis.publish import RasterPublisher
 from landsentry.models.analysis.regions import find_regions
 from landsentry.models.inference.timing import NO_TIMER, Timer
+from landsentry.models.io.formats import quiet_georeferencing_warnings
 from landsentry.models.io.raster import RasterInfo
 from landsentry.models.vocabulary.classes import CLASS_NAMES, palette
 
@@ -62,9 +61,8 @@ def raster_profile(info: RasterInfo, dtype: str, nodata: int | None) -> dict:
 
 def open_raster(path: Path, info: RasterInfo, nodata: int | None = None, colormap: dict | None = None):
     """A uint8 GeoTIFF writer on the grid (plain images get a pixel grid without the georeferencing warning)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        ds = rasterio.open(path, "w", **raster_profile(info, "uint8", nodata))
+    quiet_georeferencing_warnings()
+    ds = rasterio.open(path, "w", **raster_profile(info, "uint8", nodata))
     if colormap is not None:
         ds.write_colormap(1, colormap)
     return ds
@@ -85,7 +83,7 @@ def pixel_area_m2(info: RasterInfo, metric: bool) -> float | None:
     if not metric:
         return None
     col, row = info.width // 2, info.height // 2
-    pixel = Polygon([info.transform * (col + dc, row + dr) for dc, dr in ((0, 0), (1, 0), (1, 1), (0, 1))])
+    pixel = Polygon([info.transform @ (col + dc, row + dr) for dc, dr in ((0, 0), (1, 0), (1, 1), (0, 1))])
     area = area_m2(pixel, info.crs, metric_pixels=True)
     return None if area is None else round(area, 6)
 

@@ -86,6 +86,16 @@ def resolve_backend(backend: str, device: torch.device, live_model: bool = False
     return backend
 
 
+def _compiled(head: nn.Module) -> nn.Module:
+    """torch.compile of the head. Its inductor imports torch.utils.mkldnn, whose classes use torch's own
+    deprecated `torch.jit.script_method` (a DeprecationWarning at import, nothing we call): that module
+    is imported here first with that one warning silenced, so it is never shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`torch.jit.script_method` is deprecated", category=DeprecationWarning)
+        import torch.utils.mkldnn  # noqa: F401
+    return torch.compile(head, dynamic=False)
+
+
 def build_runner(
     model: nn.Module,
     mean: Iterable[float],
@@ -106,7 +116,7 @@ def build_runner(
     if backend == "eager":
         return _torch_runner(head, device, precision)
     if backend == "compile":
-        return _torch_runner(torch.compile(head, dynamic=False), device, precision)
+        return _torch_runner(_compiled(head), device, precision)
     in_channels = head.normalize.channels
     if backend == "onnx":
         return OnnxRunner(export_onnx(head, in_channels), device, threads)

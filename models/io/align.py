@@ -231,7 +231,7 @@ def _align(before: RasterSource, after: RasterSource) -> AlignedPair:
         return AlignedPair(before, after, a, Window(0, 0, a.width, a.height), resampled=False)
     window, shares = overlap_window(before, after)
     info = RasterInfo(int(window.width), int(window.height), a.count, a.dtype, a.crs,
-                      a.transform * Affine.translation(window.col_off, window.row_off), a.driver)
+                      a.transform @ Affine.translation(window.col_off, window.row_off), a.driver)
     whole = (window.col_off, window.row_off, window.width, window.height) == (0, 0, a.width, a.height)
     after_view: RasterSource | WindowedSource = after if whole else WindowedSource(after, window, info)
     offset = _whole_pixel_offset(b, info)
@@ -264,7 +264,7 @@ def overlap_window(before: RasterSource, after: RasterSource) -> tuple[Window, d
         raise InputError(f"{said_b} lies outside the area where the CRS of {said_a} ({a.crs}) is defined")
     left, bottom, right, top = bounds
     inverse = ~a.transform
-    cols, rows = zip(*(inverse * (x, y) for x in (left, right) for y in (bottom, top)))
+    cols, rows = zip(*(inverse @ (x, y) for x in (left, right) for y in (bottom, top)))
     eps = 1e-6
     c0, c1 = max(0, math.floor(min(cols) + eps)), min(a.width, math.ceil(max(cols) - eps))
     r0, r1 = max(0, math.floor(min(rows) + eps)), min(a.height, math.ceil(max(rows) - eps))
@@ -291,7 +291,7 @@ def overlap_window(before: RasterSource, after: RasterSource) -> tuple[Window, d
 
 def _bounds(info: RasterInfo) -> tuple[float, float, float, float]:
     t = info.transform
-    xs, ys = zip(*(t * (c, r) for c in (0, info.width) for r in (0, info.height)))
+    xs, ys = zip(*(t @ (c, r) for c in (0, info.width) for r in (0, info.height)))
     return min(xs), min(ys), max(xs), max(ys)
 
 
@@ -306,7 +306,7 @@ def _whole_pixel_offset(before: RasterInfo, grid: RasterInfo) -> tuple[int, int]
     bt, gt = before.transform, grid.transform
     if not all(math.isclose(u, v, rel_tol=1e-9, abs_tol=1e-12) for u, v in zip((bt.a, bt.b, bt.d, bt.e), (gt.a, gt.b, gt.d, gt.e))):
         return None
-    col, row = ~bt * (gt.c, gt.f)
+    col, row = ~bt @ (gt.c, gt.f)
     if abs(col - round(col)) > SAME_GRID_TOLERANCE_PX or abs(row - round(row)) > SAME_GRID_TOLERANCE_PX:
         return None
     col, row = int(round(col)), int(round(row))

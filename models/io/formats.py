@@ -7,10 +7,11 @@ their limit bounds run time; PNG and JPEG are decoded whole, so theirs bounds me
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from rasterio._err import CPLE_BaseError
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from landsentry.models.vocabulary.errors import InputError, TooLargeError, UnsupportedMediaError
 
@@ -20,6 +21,21 @@ MAX_DECODED_PIXELS = int(os.environ.get("LANDSENTRY_MAX_DECODED_PIXELS", 150_000
 """Largest PNG/JPEG accepted; these are decoded whole, so this bounds memory (~600 MB at RGB)."""
 READ_ERRORS = (RasterioError, CPLE_BaseError)
 """GDAL's CPLE_* errors do not subclass RasterioError."""
+
+
+def quiet_georeferencing_warnings() -> None:
+    """Silence rasterio's NotGeoreferencedWarning, process-wide: "Dataset has no geotransform, gcps, or rpcs"
+    when a plain picture is opened, "The given matrix is equal to Affine.identity" when results of one
+    are written.
+
+    landsentry opens and writes plain pictures on purpose and reports every input's georeferencing
+    itself (`models.io.georef`); rasterio also warns for the in-memory datasets it makes inside
+    `features.shapes`, from whichever thread polygonises. A `catch_warnings` block cannot silence
+    that (it is not thread-safe, and restores the filters under other threads), and a filter set
+    once at import is lost under anything that resets the filters (pytest does, per test), so the
+    entry points that open or make datasets call this: one narrow filter, inserted again each time.
+    """
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 
 _MAGIC = {
     b"\x89PNG\r\n\x1a\n": "PNG",

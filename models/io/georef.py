@@ -54,7 +54,7 @@ def _gcp_fit(gcps: list, crs: CRS | None, name: str) -> Georef:
                       f"{name} has only {len(gcps)} ground control point(s); an affine grid needs at least 3: {warp}")
     transform = from_gcps(gcps)
     inverse = ~transform
-    worst = max(math.hypot(*(a - b for a, b in zip(inverse * (g.x, g.y), (g.col, g.row)))) for g in gcps)
+    worst = max(math.hypot(*(a - b for a, b in zip(inverse @ (g.x, g.y), (g.col, g.row)))) for g in gcps)
     if not math.isfinite(worst) or worst > GCP_TOLERANCE_PX:
         return Georef(None, Affine.identity(), "ground control points",
                       f"{name} is georeferenced by {len(gcps)} ground control points that no affine transform fits "

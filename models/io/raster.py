@@ -22,7 +22,9 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from landsentry.models.io.formats import MAX_DECODED_PIXELS, MAX_PIXELS, READ_ERRORS, check_pixels, short_error, sniff_format
+from landsentry.models.io.formats import (
+    MAX_DECODED_PIXELS, MAX_PIXELS, READ_ERRORS, check_pixels, quiet_georeferencing_warnings, short_error, sniff_format,
+)
 from landsentry.models.io.georef import Georef, georeference
 from landsentry.models.io.picture import decode_picture
 from landsentry.models.io.stretch import AS_IS, Scaling, choose_scaling, finite_mask, rgb_preview, scale_to_255
@@ -70,6 +72,7 @@ class RasterSource:
 
     def __init__(self, path: str | Path, channels: int = 3, bands: list[int] | None = None, gsd: float | None = None,
                  name: str | None = None, bands_option: str = "--bands") -> None:
+        quiet_georeferencing_warnings()
         self.path = Path(path)
         self.name = name or self.path.name
         self.bands_option = bands_option
