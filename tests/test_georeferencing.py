@@ -38,7 +38,6 @@ def north_up(shared_file, tmp_path_factory, tiny_checkpoint, cli):
     path = write_tif(folder / "north.tif", data, **geo)
     code, err, summary = predict(cli, path, folder / "out", tiny_checkpoint)
     assert code == 0, err
-    assert summary["inputs"]["image"]["georeferencing"] == {"source": "geotransform", "crs": "EPSG:26914"}
     return data, geo, summary, regions(folder / "out")
 
 
@@ -47,14 +46,15 @@ def test_a_rotated_geotransform_is_used(north_up, tmp_path, tiny_checkpoint, cli
     rotated = geo["transform"] @ Affine.rotation(30)
     code, err, rot = predict(cli, write_tif(tmp_path / "rot.tif", data, crs=geo["crs"], transform=rotated), tmp_path / "out", tiny_checkpoint)
     assert code == 0, err
-    assert rot["inputs"]["image"]["georeferencing"]["source"] == "rotated geotransform"
-    assert rot["pixel_area_m2"] == pytest.approx(25.0) and rot["kinds"] == summary["kinds"]
     got = regions(tmp_path / "out")
     assert [f["properties"]["area_m2"] for f in got] == [f["properties"]["area_m2"] for f in expected]
     # the same pixels, placed on the ground by the rotated grid
     first = shape(got[0]["geometry"]).centroid
     col, row = ~geo["transform"] @ shape(expected[0]["geometry"]).centroid.coords[0]
     assert (first.x, first.y) == pytest.approx(rotated @ (col, row), abs=1e-6)
+    assert rot["kinds"] == summary["kinds"] and rot["pixel_area_m2"] == pytest.approx(25.0)
+    assert summary["inputs"]["image"]["georeferencing"] == {"source": "geotransform", "crs": "EPSG:26914"}
+    assert rot["inputs"]["image"]["georeferencing"]["source"] == "rotated geotransform"
 
 
 def _gcps(transform: Affine, size: int, nudge: float = 0.0) -> list[GroundControlPoint]:
@@ -73,8 +73,8 @@ def test_ground_control_points_that_fit_an_affine_grid_are_used(north_up, tmp_pa
                                    "features": [{"type": "Feature", "properties": {}, "geometry": mapping(box(left, top - 600, left + 600, top))}]}))
     code, err, gcp = predict(cli, path, tmp_path / "out", tiny_checkpoint, "--permits", permits)
     assert code == 0, err
-    assert gcp["inputs"]["image"]["georeferencing"]["source"].startswith("5 ground control points, fitted by an affine transform")
     assert gcp["crs"] == "EPSG:26914" and gcp["transform"] == pytest.approx(list(geo["transform"])[:6])
+    assert gcp["inputs"]["image"]["georeferencing"]["source"].startswith("5 ground control points, fitted by an affine transform")
     assert gcp["permits"]["parcels_on_image"] == 1 and gcp["suspected_illegal"] > 0
     assert {k: (v["count"], v["area_m2"]) for k, v in gcp["kinds"].items()} == {k: (v["count"], v["area_m2"]) for k, v in summary["kinds"].items()}
     assert [f["properties"]["area_m2"] for f in regions(tmp_path / "out")] == [f["properties"]["area_m2"] for f in expected]
