@@ -70,7 +70,7 @@ def test_remap_refuses_non_uint8():
 
 
 def test_layouts_carry_their_metadata():
-    assert set(LAYOUTS) == {"dubai", "loveda", "folder", "levir", "egy", "sztaki"}
+    assert set(LAYOUTS) == {"dubai", "loveda", "roads_cil", "deepglobe_roads", "spacenet", "folder", "levir", "egy", "sztaki"}
     assert {name for name, layout in LAYOUTS.items() if layout.labels == "change"} == {"levir", "egy", "sztaki"}
     assert LoveDA.gsd == 0.3 and LevirCD.gsd == 0.5 and SztakiAirChange.gsd == 1.5 and EgyBCD.gsd == 0.25
     assert LoveDA.url.startswith("https://zenodo.org/") and LoveDA.licence == "CC BY-NC-SA 4.0"

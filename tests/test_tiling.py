@@ -191,3 +191,19 @@ def test_stitch_windows_prefetches_each_row_once_in_order():
     assert np.allclose(np.concatenate([s.probs for s in strips], axis=1)[0], image[0], atol=1e-6)
     total = len(stitcher.rows) * len(stitcher.cols)
     assert seen[-1] == (total, total) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_test_time_augmentation_averages_the_mirror_images(tiny_checkpoint):
+    """--tta: each window's probabilities are the mean of the window and its three mirror images, un-mirrored."""
+    from landsentry.models.nn.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    plain = Predictor(ckpt, device="cpu", backend="eager", tile=128, overlap=16)
+    tta = Predictor(ckpt, device="cpu", backend="eager", tile=128, overlap=16, tta=True)
+    image = np.random.default_rng(3).uniform(0, 255, (3, 96, 160)).astype(np.float32)
+    expected = np.mean([np.flip(plain.predict_batch(np.ascontiguousarray(np.flip(image[None], axis=axes))), axis=axes)
+                        for axes in ((), (-1,), (-2,), (-2, -1))], axis=0)
+    got = tta.predict_batch(image[None])
+    assert np.abs(got - expected).max() < 1e-5
+    assert np.abs(got - plain.predict_batch(image[None])).max() > 1e-4  # a random network is not mirror-symmetric
+    assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)

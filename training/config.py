@@ -19,10 +19,13 @@ from landsentry.models.nn.network import DEFAULT_ARCHITECTURE
 
 @dataclass
 class TrainConfig:
-    # data: "layout:path" specs; layouts are dubai, loveda, folder (see training/datasets.py)
+    # data: "layout:path" specs; layouts in models/data/registry.py (dubai, loveda, roads_cil, deepglobe_roads, folder)
     data: list[str] = field(default_factory=list)
+    data_weights: list[float] = field(default_factory=list)  # share of training crops per `data` spec; empty: by area over all
+    keep_test_splits: bool = False  # layouts' fixed test groups (models/data/layouts.py) stay out of training unless set
     val_data: list[str] = field(default_factory=list)  # whole images used only for validation
     holdout: list[str] = field(default_factory=list)  # source groups of `data` held out for validation
+    holdout_splits: list[str] = field(default_factory=list)  # e.g. ["val"]: every layout's fixed groups of that split join `holdout`
     replay: list[str] = field(default_factory=list)  # earlier data mixed into fine-tuning
     replay_share: float = 0.3
     out: str = "runs/train"
@@ -44,6 +47,11 @@ class TrainConfig:
     dice_weight: float = 0.5
     class_balance_power: float = 0.5
     rare_crop_prob: float = 0.5  # share of crops centred on a building/road/bare-soil pixel
+    scale_range: list[float] = field(default_factory=lambda: [0.75, 1.5])  # crop scale jitter (ground resolutions seen)
+    color_strength: float = 1.0  # colour jitter ranges (brightness, contrast, saturation, hue, gamma) times this
+    grayscale_p: float = 0.1  # share of crops made panchromatic
+    freeze_blocks: int = 0  # encoder stem + this many first blocks keep their ImageNet weights (3: strides 2 and 4; faster)
+    channels_last: bool = True  # NHWC memory format: ~1.3x faster training on CPU
     # runtime
     device: str = "auto"
     amp: bool = True  # mixed precision on CUDA (bfloat16 where supported, else float16 + scaler)
@@ -110,6 +118,12 @@ def make_config(values: dict) -> TrainConfig:
     if unknown:
         raise InputError(f"unknown training option(s): {', '.join(unknown)}")
     cfg = TrainConfig(**values)
+    if cfg.data_weights and (len(cfg.data_weights) != len(cfg.data) or min(cfg.data_weights) < 0 or sum(cfg.data_weights) <= 0):
+        raise InputError("data_weights needs one non-negative share per data spec, not all zero")
+    if len(cfg.scale_range) != 2 or not 0 < cfg.scale_range[0] <= cfg.scale_range[1]:
+        raise InputError("scale_range takes two positive numbers, low then high")
+    if not 0 <= cfg.freeze_blocks <= 16:
+        raise InputError("freeze_blocks must be between 0 and 16 (the encoder's blocks)")
     if cfg.crop_size % 32 or cfg.crop_size < 64:
         raise InputError("crop_size must be a multiple of 32, at least 64")
     if not 0 <= cfg.replay_share < 1:

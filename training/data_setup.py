@@ -14,9 +14,10 @@ from landsentry.models.vocabulary.classes import CLASS_NAMES, NUM_CLASSES
 from landsentry.models.vocabulary.errors import InputError
 from landsentry.training.config import TrainConfig
 from landsentry.models.data.records import Record
-from landsentry.models.data.registry import records_from_spec
+from landsentry.models.data.registry import parse_spec, records_from_spec
 from landsentry.models.data.splits import groups_of, split_by_group
 from landsentry.models.data.statistics import class_pixel_counts
+from landsentry.models.evaluation.segmentation import source_of
 from landsentry.training.datasets import SegmentationDataset
 from landsentry.training.transforms import train_transform
 
@@ -30,6 +31,13 @@ class DataSetup:
     val_images: list[tuple[torch.Tensor, torch.Tensor]]
     class_pixels: torch.Tensor
     specs: dict = field(default_factory=dict)
+    held_back: list[str] = field(default_factory=list)
+    """Test groups of the layouts kept out of training (never trained on, never used for selection)."""
+
+    @property
+    def val_sources(self) -> list[str]:
+        """The dataset each validation image comes from: held-out scores are averaged over these."""
+        return [source_of(r.source) for r in self.val_records]
 
     def set_epoch(self, epoch: int) -> None:
         for ds in getattr(self.train, "datasets", [self.train]):
@@ -42,6 +50,7 @@ class DataSetup:
             + (f" + {len(self.replay_records)} replay images" if self.replay_records else "")
             + f"; val: {len(self.val_records)} whole images in groups {sorted(groups_of(self.val_records))}\n"
             + "train class shares: " + ", ".join(f"{n} {s:.3f}" for n, s in zip(CLASS_NAMES, shares.tolist()))
+            + (f"\nkept out for good (test splits): {', '.join(self.held_back)}" if self.held_back else "")
         )
 
     def manifest(self) -> dict:
@@ -51,26 +60,65 @@ class DataSetup:
             "train_sources": [r.source for r in self.train_records],
             "val_sources": [r.source for r in self.val_records],
             "replay_sources": [r.source for r in self.replay_records],
+            "test_groups_held_back": list(self.held_back),
         }
 
 
+def spec_records(spec: str, keep_test: bool, holdout: set[str]) -> tuple[list[Record], list[str]]:
+    """The records of a `layout:path` spec without its layout's test groups, and those groups.
+
+    Test groups stay in when `keep_test` is set, or when named in `holdout` (then they validate: the
+    user asked for it, as the first bundled model's recipe did with Dubai tile 8)."""
+    layout, _ = parse_spec(spec)
+    records = records_from_spec(spec)
+    test = set() if keep_test else (set(layout.splits.get("test", ())) & set(groups_of(records))) - holdout
+    return [r for r in records if r.group not in test], sorted(test)
+
+
+def crop_shares(n: int, weights: list[float]) -> list[int]:
+    """`n` crops split by `weights` (largest remainders, so they add up to `n`)."""
+    total = sum(weights)
+    raw = [n * w / total for w in weights]
+    shares = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - shares[i], reverse=True)[: n - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
 def build_data(cfg: TrainConfig) -> DataSetup:
-    """Training dataset (random crops, area-weighted), whole validation images and class pixel counts."""
-    records = [r for spec in cfg.data for r in records_from_spec(spec)]
+    """Training dataset (random crops, area-weighted or by `data_weights`), whole validation images and class pixel counts."""
+    per_spec, held_back = [], []
+    for spec in cfg.data:
+        kept, test = spec_records(spec, cfg.keep_test_splits, set(cfg.holdout))
+        per_spec.append(kept)
+        held_back += test
+    records = [r for kept in per_spec for r in kept]
     unknown = sorted(set(cfg.holdout) - set(groups_of(records)))
     if unknown:
         raise InputError(f"--holdout names unknown group(s) {unknown}; groups in the data: {sorted(set(groups_of(records)))}")
-    train_records, val_records = split_by_group(records, cfg.holdout)
+    holdout = set(cfg.holdout) | {g for spec in cfg.data for split in cfg.holdout_splits
+                                  for g in parse_spec(spec)[0].splits.get(split, ())} & set(groups_of(records))
+    train_records, val_records = split_by_group(records, holdout)
     val_records += [r for spec in cfg.val_data for r in records_from_spec(spec)]
     if not train_records:
         raise InputError("every training image is held out for validation; hold out fewer groups")
     replay_records = [r for spec in cfg.replay for r in records_from_spec(spec)]
 
-    transform = train_transform(cfg.crop_size, class_aware_p=cfg.rare_crop_prob)
+    transform = train_transform(cfg.crop_size, scale=tuple(cfg.scale_range), class_aware_p=cfg.rare_crop_prob,
+                                grayscale_p=cfg.grayscale_p, color_strength=cfg.color_strength)
     n_replay = round(cfg.samples_per_epoch * cfg.replay_share) if replay_records else 0
-    train: Dataset = SegmentationDataset(train_records, transform, cfg.samples_per_epoch - n_replay, cfg.in_channels)
+    n_train = cfg.samples_per_epoch - n_replay
+    parts: list[Dataset] = []
+    if cfg.data_weights:
+        for kept, n in zip(per_spec, crop_shares(n_train, cfg.data_weights)):
+            mine = [r for r in kept if r.group not in holdout]
+            if mine and n:
+                parts.append(SegmentationDataset(mine, transform, n, cfg.in_channels))
+    else:
+        parts.append(SegmentationDataset(train_records, transform, n_train, cfg.in_channels))
     if n_replay:
-        train = ConcatDataset([train, SegmentationDataset(replay_records, transform, n_replay, cfg.in_channels)])
+        parts.append(SegmentationDataset(replay_records, transform, n_replay, cfg.in_channels))
+    train: Dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
     counts = sum(class_pixel_counts(train_records + replay_records, by="all").values())
     class_pixels = torch.as_tensor(counts[:NUM_CLASSES], dtype=torch.float64)
@@ -78,6 +126,8 @@ def build_data(cfg: TrainConfig) -> DataSetup:
     if val_records:
         whole = SegmentationDataset(val_records, None, None, cfg.in_channels, check_codes=False, cache_mb=0)
         val_images = [(s["image"], s["mask"]) for s in (whole[i] for i in range(len(whole)))]
-    specs = {"data": list(cfg.data), "holdout": list(cfg.holdout), "val_data": list(cfg.val_data),
+    specs = {"data": list(cfg.data), "holdout": sorted(holdout), "val_data": list(cfg.val_data),
              "replay": list(cfg.replay), "replay_share": cfg.replay_share if replay_records else 0.0}
-    return DataSetup(train, train_records, val_records, replay_records, val_images, class_pixels, specs)
+    if cfg.data_weights:
+        specs["data_weights"] = list(cfg.data_weights)
+    return DataSetup(train, train_records, val_records, replay_records, val_images, class_pixels, specs, held_back)

@@ -50,14 +50,17 @@ class ColorJitter:
     """Small random brightness, contrast, saturation and hue changes, drawn independently per image key.
 
     Brightness and contrast apply to all bands (NIR included); saturation and hue to the first three.
-    Factors are drawn from [1 - x, 1 + x] (hue: a shift in [-hue, hue] turns). Applied with probability `p`.
+    Factors are drawn from [1 - x, 1 + x] (hue: a shift in [-hue, hue] turns; gamma: an exponent in
+    [1 - gamma, 1 + gamma], another sensor's tone curve). Applied with probability `p`.
     """
 
-    def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.02, p: float = 0.8) -> None:
+    def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.02, p: float = 0.8,
+                 gamma: float = 0.0) -> None:
         self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+        self.gamma = gamma
 
     def __repr__(self) -> str:
-        return f"ColorJitter(b={self.brightness}, c={self.contrast}, s={self.saturation}, h={self.hue}, p={self.p})"
+        return f"ColorJitter(b={self.brightness}, c={self.contrast}, s={self.saturation}, h={self.hue}, g={self.gamma}, p={self.p})"
 
     def jitter(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         b = uniform(1 - self.brightness, 1 + self.brightness, generator)
@@ -74,6 +77,9 @@ class ColorJitter:
             if h:
                 rgb = _hue_rotate(rgb, h)
             x = torch.cat([rgb, x[3:]], 0)
+        if self.gamma:
+            g = uniform(1 - self.gamma, 1 + self.gamma, generator)
+            x = (x.clamp(0, 255) / 255).pow(g) * 255
         return _to_uint8(x)
 
     def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:

@@ -3,7 +3,7 @@
 The service's train jobs read the last line for progress and for the reason a run failed, instead of
 parsing what the terminal shows. Lines (the main process writes them; nothing else is in the file):
 
-    {"event": "step",  "epoch": 1, "epochs": 2, "step": 5, "steps": 20, "loss": 0.93, "samples_per_s": 6.1}
+    {"event": "step",  "epoch": 1, "epochs": 2, "step": 5, "steps": 20, "loss": 0.93, "samples_per_s": 6.1, "elapsed_s": 6.6}
     {"event": "epoch", "epoch": 1, "epochs": 2, "step": 20, "steps": 20, "loss": 0.88, "samples_per_s": 6.0, "miou": 0.41}
     {"event": "error", "message": "no training data ...", "user_error": true}
 
@@ -13,6 +13,7 @@ end of each epoch (after its validation), an error line before the command exits
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -38,11 +39,13 @@ class ProgressLog:
     def stepper(self, epoch: int, epochs: int, steps: int) -> OnStep:
         """The `on_step(step, mean_loss, samples_per_s)` callback for one epoch."""
         every = max(1, steps // STEP_LINES)
+        started = time.perf_counter()
 
         def on_step(step: int, loss: float, samples_per_s: float) -> None:
             if step % every == 0 and step < steps:  # the last step is reported by the epoch line
                 self._write({"event": "step", "epoch": epoch, "epochs": epochs, "step": step, "steps": steps,
-                             "loss": round(loss, 4), "samples_per_s": round(samples_per_s, 2)})
+                             "loss": round(loss, 4), "samples_per_s": round(samples_per_s, 2),
+                             "elapsed_s": round(time.perf_counter() - started, 3)})
 
         return on_step
 

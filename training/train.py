@@ -38,7 +38,7 @@ from landsentry.training.data_setup import DataSetup, build_data
 from landsentry.training.losses import CEDiceLoss, balanced_class_weights
 from landsentry.training.progress import NO_PROGRESS, OnStep, ProgressLog
 from landsentry.models.data.metrics import ConfusionMatrix
-from landsentry.models.evaluation.segmentation import score
+from landsentry.models.evaluation.segmentation import held_out_metrics, score_by_source
 
 
 def train_one_epoch(
@@ -55,9 +55,13 @@ def train_one_epoch(
     max_steps: int = 0,
     show_progress: bool = True,
     on_step: OnStep | None = None,
+    frozen: list[nn.Module] | None = None,
+    channels_last: bool = False,
 ) -> dict[str, float]:
     """One pass over the loader; returns mean loss and throughput (samples/s)."""
     model.train()
+    for module in frozen or []:
+        module.eval()  # frozen layers keep ImageNet's batch-norm statistics too
     total_loss, samples, steps = 0.0, 0, 0
     started = time.perf_counter()
     # in a log file (not a terminal) a bar line every 30 s is plenty
@@ -65,6 +69,8 @@ def train_one_epoch(
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not show_progress, leave=False, mininterval=interval)
     for batch in bar:
         images = normalize(batch["image"].to(device, non_blocking=True).float())
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         targets = batch["mask"].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(images)
@@ -92,14 +98,31 @@ def train_one_epoch(
     return {"loss": total_loss / max(samples, 1), "samples": samples, "samples_per_s": samples / max(elapsed, 1e-9), "seconds": elapsed}
 
 
-def evaluate(model: nn.Module, checkpoint: Checkpoint, val_images: list, device: torch.device, tile: int, rank: int = 0, world: int = 1) -> ConfusionMatrix:
-    """Per-class IoU on WHOLE held-out images, tiled exactly as inference tiles them.
+def evaluate(model: nn.Module, checkpoint: Checkpoint, val_images: list, val_sources: list[str], device: torch.device,
+             tile: int, rank: int = 0, world: int = 1) -> dict[str, ConfusionMatrix]:
+    """Per-class IoU on WHOLE held-out images, tiled exactly as inference tiles them, one matrix per source.
 
     Each rank scores its share of the images; the confusion matrices are summed across ranks.
     """
     model.eval()
     predictor = Predictor(checkpoint, device=str(device), tile=tile, batch_size=4, model=model)  # inference's overlap
-    return score(predictor, val_images, rank, world)
+    return score_by_source(predictor, val_images, val_sources, rank, world)
+
+
+def freeze_first_blocks(model: nn.Module, blocks: int) -> list[nn.Module]:
+    """Keep the encoder's stem and first `blocks` blocks at their (ImageNet) weights; returns them.
+
+    With nothing below them to train, autograd never goes back through the full-resolution layers:
+    freezing the stride-2 and stride-4 stages (3 blocks) makes a CPU training step ~1.7x faster,
+    and their generic edge and colour filters are what generalises anyway.
+    """
+    if blocks <= 0:
+        return []
+    encoder = model.encoder
+    frozen = [encoder.stem, *encoder.blocks[:blocks]]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -207,6 +230,9 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
         model.load_state_dict(resume_ckpt.state_dict)
         parent = resume_ckpt.metadata.get("parent")
     model.to(device)
+    frozen = freeze_first_blocks(model, cfg.freeze_blocks)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model) if device.type == "cuda" else model
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -216,7 +242,7 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
     weights = balanced_class_weights(data.class_pixels, power=cfg.class_balance_power)
     log("class weights: " + ", ".join(f"{n}={w:.2f}" for n, w in zip(CLASS_NAMES, weights.tolist())))
     criterion = CEDiceLoss(weights.to(device), dice_weight=cfg.dice_weight)
-    optimizer = torch.optim.AdamW(bare.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in bare.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed) if world > 1 else None
     loader = DataLoader(data.train, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                         num_workers=cfg.workers, drop_last=True, pin_memory=device.type == "cuda",
@@ -248,21 +274,24 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
             sampler.set_epoch(epoch)
         data.set_epoch(epoch)
         stats = train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoch, amp_dtype, scaler,
-                                normalize, cfg.max_steps_per_epoch, show_progress=main_process,
+                                normalize, cfg.max_steps_per_epoch, show_progress=main_process, frozen=frozen,
+                                channels_last=cfg.channels_last,
                                 on_step=progress.stepper(epoch, cfg.epochs, steps_per_epoch))
         snapshot = _checkpoint(bare, arch, cfg, data, parent, epoch, history, {})
-        matrix = evaluate(bare, snapshot, data.val_images, device, cfg.eval_tile, rank, world) if data.val_images else None
-        metrics = matrix.as_dict() if matrix else {}
+        matrices = evaluate(bare, snapshot, data.val_images, data.val_sources, device, cfg.eval_tile, rank, world) if data.val_images else None
+        metrics = held_out_metrics(matrices) if matrices else {}
         record = {"epoch": epoch, "loss": round(stats["loss"], 4), "samples_per_s": round(stats["samples_per_s"], 2),
                   "miou": metrics.get("miou"), "iou": metrics.get("iou"),
+                  "sources": {s: m["miou"] for s, m in metrics.get("sources", {}).items()},
                   "elapsed_s": round(previous_seconds + time.perf_counter() - started, 1)}
         history.append(record)
         log(f"epoch {epoch}/{cfg.epochs}: loss {stats['loss']:.4f}, {stats['samples_per_s']:.1f} samples/s"
-            + (f", val mIoU {metrics['miou']:.3f}" if matrix else ""))
-        if matrix:
-            log(matrix.report())
+            + (f", val mIoU {metrics['miou']:.3f} (mean over sources: "
+               + ", ".join(f"{s} {v:.3f}" for s, v in record["sources"].items()) + ")" if matrices else ""))
+        for name, matrix in (matrices or {}).items():
+            log(f"--- {name}\n" + matrix.report())
         if main_process:
-            is_best = bool(matrix) and metrics["miou"] > best
+            is_best = bool(matrices) and metrics["miou"] > best
             best = max(best, metrics.get("miou") or -1.0)
             final = _checkpoint(bare, arch, cfg, data, parent, epoch, history, metrics)
             final.training_state = {

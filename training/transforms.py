@@ -27,14 +27,18 @@ def train_transform(
     color: bool = True,
     grayscale_p: float = 0.1,
     blur_p: float = 0.1,
+    color_strength: float = 1.0,
 ) -> Compose:
     """Training augmentation for single images or pairs: scale-jittered (class-aware) crop, flips/rotations, colour.
 
     `rare_classes` None means building/road/bare_soil for `mask` samples and "changed" for `change` pairs.
+    `color_strength` scales the colour jitter; above 1 it adds a random tone curve (gamma) too, for
+    sensors and seasons the training places do not show.
     """
     ops: list[Transform] = [RandomScaleCrop(crop_size, scale, class_aware_p, rare_classes), RandomFlipRotate()]
     if color:
-        ops.append(ColorJitter())
+        s = color_strength
+        ops.append(ColorJitter(0.2 * s, 0.2 * s, 0.2 * s, 0.02 * s, gamma=0.2 * (s - 1) if s > 1 else 0.0))
     if grayscale_p > 0:
         ops.append(RandomGrayscale(grayscale_p))
     if blur_p > 0:

@@ -21,7 +21,8 @@ def run_whole(args: argparse.Namespace, scene: Scene, outdir: Path) -> tuple[dic
     start = time.perf_counter()
     checkpoint = load_checkpoint(args.checkpoint)
     predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                          backend=args.backend, precision=args.precision, threads=args.threads)
+                          backend=args.backend, precision=args.precision, threads=args.threads,
+                          tta=getattr(args, "tta", False))
     runner = None
     if args.pair and BUNDLED_CHANGE_CHECKPOINT.is_file():
         model, ckpt = load_change_model(None)

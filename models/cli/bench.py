@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", help="auto (float32 on the CPU, bfloat16/float16 on CUDA), float32, float16, bfloat16")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime (default: all cores)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average each window with its mirror images (4x the model time)")
     p.add_argument("--batch-size", type=int, default=None, help="windows per model call (default 1 on CPU, 8 on CUDA)")
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--overlap", type=int, default=None, help="window overlap in pixels (default: tile / 16)")
@@ -103,7 +104,7 @@ def main(argv: list[str]) -> int:
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                     "torch": torch.__version__, "onnxruntime": _ort_version()},
         "settings": {"backend": args.backend, "precision": args.precision, "threads": torch.get_num_threads(),
-                     "batch_size": args.batch_size, "tile": args.tile, "overlap": args.overlap,
+                     "batch_size": args.batch_size, "tile": args.tile, "overlap": args.overlap, "tta": args.tta,
                      "gdal_cachemax": os.environ.get("GDAL_CACHEMAX")},  # GDAL's block cache counts in the RSS
     }
     work_ctx = contextlib.nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="landsentry-bench-")
@@ -112,7 +113,8 @@ def main(argv: list[str]) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         if args.model_only:
             predictor = Predictor(load_checkpoint(args.checkpoint), device=args.device, tile=args.tile, overlap=args.overlap,
-                                  batch_size=args.batch_size, backend=args.backend, precision=args.precision, threads=args.threads)
+                                  batch_size=args.batch_size, backend=args.backend, precision=args.precision, threads=args.threads,
+                                  tta=args.tta)
             report["settings"]["backend"] = predictor.backend
             report["model_only"] = model_only(predictor)
         else:
@@ -169,7 +171,7 @@ def format_report(report: dict) -> str:
     """The figures as a plain table."""
     s = report["settings"]
     lines = [f"device {report['machine']['device']}  backend {report.get('settings_resolved', s)['backend']}  threads {s['threads']}  "
-             f"batch {s['batch_size']}  tile {s['tile']}  overlap {s['overlap']}"]
+             f"batch {s['batch_size']}  tile {s['tile']}  overlap {s['overlap']}" + ("  tta" if s.get("tta") else "")]
     if "scene" in report:
         sc, w = report["scene"], report["whole"]
         lines.append(f"scene {sc['width']}x{sc['height']} = {sc['megapixels']:g} Mpx, {sc['km2']:g} km² at {sc['gsd_m']:g} m"

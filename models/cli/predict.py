@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help=f"inference backend: {', '.join(BACKENDS)} (default auto: the fastest installed)")
     p.add_argument("--precision", default="auto", help="auto (float32 on the CPU, bfloat16/float16 on CUDA), float32, float16, bfloat16")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all cores)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average each window with its mirror images (4x the model time)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     pair = p.add_argument_group("two dates and flags")
     pair.add_argument("--before", type=Path, default=None, help="the before image: IMAGE is then the after image and change is flagged")
@@ -78,7 +79,7 @@ def main(argv: list[str]) -> int:
     rules, params = flag_rules(args), change_params(args)
     checkpoint = load_checkpoint(args.checkpoint)
     predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                          backend=args.backend, precision=args.precision, threads=args.threads)
+                          backend=args.backend, precision=args.precision, threads=args.threads, tta=args.tta)
     runner = change_runner(args, params) if args.before is not None else None
     bar = None
 

@@ -15,7 +15,7 @@ from typing import Callable, ClassVar, Literal, Mapping, Sequence
 
 from landsentry.models.data.masks import read_class_map
 from landsentry.models.data.records import IMAGE_SUFFIXES, MASK_SUFFIXES, Code, Record, natural_key, raise_problems, visible_files
-from landsentry.models.vocabulary.classes import CLASS_ID, IGNORE_INDEX
+from landsentry.models.vocabulary.classes import CLASS_ID, IGNORE_INDEX, not_class
 from landsentry.models.vocabulary.errors import InputError
 
 
@@ -42,6 +42,10 @@ class Layout:
     licence: ClassVar[str] = ""
     folders: ClassVar[str] = ""
     """The folder layout under ROOT."""
+    partial: ClassVar[tuple[str, ...]] = ()
+    """The classes a partial source labels (its other pixels say "not that class"); empty: every class."""
+    splits: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
+    """Fixed groups per split: "test" (never trained on, reported) and "val" (model selection), where defined."""
 
 
 class LoveDA(Layout):
@@ -117,6 +121,7 @@ class DubaiAerial(Layout):
     gsd = None  # roughly 0.6-1.5 m per pixel, differing between source tiles
     url = "https://www.kaggle.com/datasets/humansintheloop/semantic-segmentation-of-aerial-imagery"
     licence = "open access (Humans in the Loop with MBRSC)"
+    splits = MappingProxyType({"test": ("dubai/t8",), "val": ("dubai/t4",)})
     folders = "images/*.jpg + masks/*.png (same stem), or the Kaggle release's 'Tile N/{images,masks}/'"
 
     _TILE = re.compile(r"t\s*(\d+)\s*$", re.IGNORECASE)
@@ -215,3 +220,94 @@ class LabelledFolder(Layout):
             records.append(Record(image, mask, mapping, f"{root.name}/{image.stem}", group, label_map))
         raise_problems(f"in dataset folder {root}", problems)
         return records
+
+
+class RoadOnlyFolder(Layout):
+    """A road-only source: `images/*.jpg` + `masks/*.png` (same stem), mask 255 = road, 0 = some other class.
+
+    Its labels are partial (`partial = ("road",)`): a 0 pixel is "not road" (`not_class`), never
+    "background", so training pushes down only the road probability there. Masks with antialiased
+    edges are split at 128.
+    """
+
+    labels = "classes"
+    partial: ClassVar[tuple[str, ...]] = ("road",)
+    codes = MappingProxyType({**{v: not_class(CLASS_ID["road"]) for v in range(128)}, **{v: CLASS_ID["road"] for v in range(128, 256)}})
+    folders = "images/*.jpg + masks/*.png (same stem)"
+
+    @classmethod
+    def records(cls, root: str | Path) -> list[Record]:
+        root = Path(root)
+        images_dir, masks_dir = root / "images", root / "masks"
+        if not images_dir.is_dir() or not masks_dir.is_dir():
+            raise InputError(f"no samples found under {root} (expected images/ and masks/)")
+        records: list[Record] = []
+        problems: list[str] = []
+        for image in visible_files(images_dir, IMAGE_SUFFIXES):
+            mask = masks_dir / f"{image.stem}.png"
+            if not mask.is_file():
+                problems.append(f"{image}: no mask {mask}")
+                continue
+            source = f"{cls.name}/{image.stem}"
+            records.append(Record(image, mask, cls.codes, source, source, f"{cls.title}: 255 road, 0 not road"))
+        raise_problems(f"in {cls.title} folder {root}", problems)
+        if not records:
+            raise InputError(f"no samples found under {root} (expected images/*.jpg and masks/*.png)")
+        return records
+
+
+def _cil_every_fifth(rest: int) -> tuple[str, ...]:
+    """CIL tiles whose number is `rest` modulo 5, in both editions (2016: 1-100, 2022: 0-143, as they number them)."""
+    editions = {"16": range(1, 101), "22": range(0, 144)}
+    return tuple(f"roads_cil/cil{e}_{i:03d}" for e, numbers in editions.items() for i in numbers if i % 5 == rest)
+
+
+class RoadsCIL(RoadOnlyFolder):
+    """ETH Zürich CIL road segmentation (2016 and 2022 editions): 400 px Google Maps satellite tiles of US cities and suburbs."""
+
+    name = "roads_cil"
+    title = "CIL roads"
+    gsd = None  # roughly 0.3-0.6 m, not stated by the source
+    url = "https://www.kaggle.com/competitions/cil-road-segmentation-2022"
+    licence = "ETH CIL course data from Google Maps imagery; no licence stated: research and teaching only, never redistributed"
+    splits = MappingProxyType({"test": _cil_every_fifth(0), "val": _cil_every_fifth(1)})
+    """Every fifth tile of each edition is test, the one after it validation."""
+
+
+class DeepGlobeRoads(RoadOnlyFolder):
+    """DeepGlobe Road Extraction Challenge 2018 (Demir et al.): 1024 px tiles, 0.5 m, rural and peri-urban South-East Asia."""
+
+    name = "deepglobe_roads"
+    title = "DeepGlobe roads"
+    gsd = 0.5
+    url = "https://competitions.codalab.org/competitions/18467"
+    licence = "research use (DeepGlobe 2018)"
+    splits = MappingProxyType({"test": ("deepglobe_roads/388",), "val": ("deepglobe_roads/343",)})
+
+
+class SpaceNetBuildings(Layout):
+    """SpaceNet 4's sample tile of Atlanta (as shipped in the `solaris` wheel): panchromatic, 0.5 m, with building footprints.
+
+    The footprints are complete for the tile, so a pixel outside every footprint is "not building"
+    (a partial label: which other class it is, the file does not say). Scored, never trained on.
+    """
+
+    name = "spacenet"
+    title = "SpaceNet Atlanta buildings"
+    labels = "classes"
+    partial = ("building",)
+    codes = MappingProxyType({1: CLASS_ID["building"], 0: not_class(CLASS_ID["building"])})
+    gsd = 0.5
+    url = "https://spacenet.ai/off-nadir-building-detection/"
+    licence = "CC BY-SA 4.0"
+    folders = "sample_geotiff.tif + buildings.geojson (polygons in the image's CRS or with a crs member)"
+    splits = MappingProxyType({"test": ("spacenet/atlanta",)})
+
+    @classmethod
+    def records(cls, root: str | Path) -> list[Record]:
+        root = Path(root)
+        image, footprints = root / "sample_geotiff.tif", root / "buildings.geojson"
+        missing = [p.name for p in (image, footprints) if not p.is_file()]
+        if missing:
+            raise InputError(f"no samples found under {root} (missing {', '.join(missing)})")
+        return [Record(image, footprints, cls.codes, "spacenet/atlanta", "spacenet/atlanta", "footprints: 1 building, 0 not building")]

@@ -20,10 +20,11 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from landsentry.models.data.records import Code, CodeMap, raise_problems
 from landsentry.models.io.formats import MAX_DECODED_PIXELS, check_pixels, sniff_format
-from landsentry.models.vocabulary.classes import CLASS_ID, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from landsentry.models.vocabulary.classes import CLASS_ID, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, not_class
 from landsentry.models.vocabulary.errors import InputError, TooLargeError
 
-SCHEMA_IDENTITY: dict[Code, int] = {**{i: i for i in range(NUM_CLASSES)}, IGNORE_INDEX: IGNORE_INDEX}
+SCHEMA_IDENTITY: dict[Code, int] = {**{i: i for i in range(NUM_CLASSES)}, **{not_class(i): not_class(i) for i in range(NUM_CLASSES)},
+                                   IGNORE_INDEX: IGNORE_INDEX}
 """Masks that already hold schema ids (a folder without classes.json, the service's annotations)."""
 IGNORE_NAMES = ("ignore", "ignored", "unlabeled", "unlabelled", "nodata", "no_data", "void")
 
@@ -51,12 +52,12 @@ def decode_mask(path: Path, colours: bool = False) -> MaskPixels:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with rasterio.open(path) as ds:
-                    check_pixels(path, ds.width, ds.height, MAX_DECODED_PIXELS)
+                    check_pixels(path, ds.width, ds.height, MAX_DECODED_PIXELS, "LANDSENTRY_MAX_DECODED_PIXELS")
                     raw = ds.read(list(range(1, min(ds.count, 3) + 1)))
             raw = raw[0] if raw.shape[0] < 3 else raw.transpose(1, 2, 0)
         else:
             with Image.open(path) as img:
-                check_pixels(path, img.width, img.height, MAX_DECODED_PIXELS)
+                check_pixels(path, img.width, img.height, MAX_DECODED_PIXELS, "LANDSENTRY_MAX_DECODED_PIXELS")
                 img.load()
                 if img.mode in ("LA", "PA", "RGBA"):
                     alpha = np.asarray(img)[..., -1]
@@ -149,6 +150,10 @@ def _parse_class_name(value: Any) -> int | None:
     name = re.sub(r"[\s\-/]+", "_", value.strip().lower())
     if name in IGNORE_NAMES:
         return IGNORE_INDEX
+    negated = re.fullmatch(r"(?:not_|!)(.+)", name)
+    if negated:  # a partial label: "not_road" = some class other than road
+        k = CLASS_ID.get(negated.group(1))
+        return None if k is None else not_class(k)
     return CLASS_ID.get(name)
 
 
@@ -165,7 +170,9 @@ def read_class_map(path: str | Path) -> dict[Code, int]:
     """A folder's `classes.json`: {"mask code": "schema class name"}, e.g. {"0": "ignore", "1": "building"}.
 
     Codes are integers 0-255 or "#RRGGBB" colours (colour-coded masks); names are the schema's
-    (background, building, road, bare_soil, vegetation, water) or "ignore". {"classes": {...}} also works.
+    (background, building, road, bare_soil, vegetation, water), "ignore", or "not_NAME" for a partial
+    label (a road-only source maps its 0 to "not_road": some class other than road, which one unknown).
+    {"classes": {...}} also works.
     """
     path = Path(path)
     try:
@@ -186,7 +193,7 @@ def read_class_map(path: str | Path) -> dict[Code, int]:
         if code is None:
             problems.append(f'code "{key}" is not an integer 0-255 or a "#RRGGBB" colour')
         elif target is None:
-            problems.append(f'code "{key}": unknown class {value!r} (use one of {", ".join(CLASS_NAMES)} or "ignore")')
+            problems.append(f'code "{key}": unknown class {value!r} (use one of {", ".join(CLASS_NAMES)}, "ignore" or "not_NAME")')
         else:
             mapping[code] = target
     raise_problems(f"in class map {path}", problems)

@@ -4,15 +4,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from landsentry.models.vocabulary.classes import CLASS_NAMES, IGNORE_INDEX
+from landsentry.models.vocabulary.classes import CLASS_NAMES, IGNORE_INDEX, NOT_CLASS_OFFSET
 
 
 class ConfusionMatrix:
-    """Rows are the truth, columns the prediction; pixels labelled IGNORE_INDEX are skipped."""
+    """Rows are the truth, columns the prediction; pixels labelled IGNORE_INDEX are skipped.
+
+    Partial labels ("not class k", `NOT_CLASS_OFFSET + k`) are counted apart, in `ruled_out`:
+    (pixels that are not k, of them predicted k). A pixel predicted k where the label rules k out is a
+    false positive of k, so a road-only source's road IoU is exact; its other classes stay unscored.
+    """
 
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        self.ruled_out = torch.zeros(num_classes, 2, dtype=torch.int64)
 
     def update(self, target: torch.Tensor | np.ndarray, pred: torch.Tensor | np.ndarray) -> None:
         target = torch.as_tensor(target).reshape(-1).long().cpu()
@@ -20,19 +26,26 @@ class ConfusionMatrix:
         keep = (target != IGNORE_INDEX) & (target >= 0) & (target < self.num_classes) & (pred >= 0) & (pred < self.num_classes)
         idx = target[keep] * self.num_classes + pred[keep]
         self.matrix += torch.bincount(idx, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
+        k = target - NOT_CLASS_OFFSET
+        negated = (k >= 0) & (k < self.num_classes)
+        if negated.any():
+            k, hit = k[negated], pred[negated] == k[negated]
+            self.ruled_out[:, 0] += torch.bincount(k, minlength=self.num_classes)
+            self.ruled_out[:, 1] += torch.bincount(k[hit], minlength=self.num_classes)
 
     def all_reduce(self) -> None:
         """Sum over DDP ranks (no-op without an initialised process group)."""
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            m = self.matrix.clone()
-            torch.distributed.all_reduce(m)
-            self.matrix = m
+            for name in ("matrix", "ruled_out"):
+                total = getattr(self, name).clone()
+                torch.distributed.all_reduce(total)
+                setattr(self, name, total)
 
     def iou(self) -> np.ndarray:
         """Per-class IoU; NaN for classes absent from both truth and prediction."""
         m = self.matrix.double().numpy()
         tp = np.diag(m)
-        denom = m.sum(0) + m.sum(1) - tp
+        denom = m.sum(0) + m.sum(1) - tp + self.ruled_out[:, 1].double().numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(denom > 0, tp / denom, np.nan)
 
@@ -65,11 +78,14 @@ class ConfusionMatrix:
         return "\n".join(lines)
 
     def as_dict(self, names: tuple[str, ...] = CLASS_NAMES) -> dict:
+        """Scores as plain data; a class absent from the truth has IoU None (it cannot be scored: a road-only
+        source says nothing about buildings, and a desert scene without background has no background IoU)."""
         iou = self.iou()
+        present = self.matrix.sum(1).numpy() > 0
         return {
             "miou": round(self.miou(), 4),
             "pixel_accuracy": round(self.pixel_accuracy(), 4),
-            "iou": {n: (None if np.isnan(iou[i]) else round(float(iou[i]), 4)) for i, n in enumerate(names[: self.num_classes])},
+            "iou": {n: (round(float(iou[i]), 4) if present[i] and not np.isnan(iou[i]) else None) for i, n in enumerate(names[: self.num_classes])},
         }
 
 

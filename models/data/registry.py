@@ -1,14 +1,16 @@
-"""The one registry of dataset layouts: `name:PATH` specs (`dubai:`, `loveda:`, `folder:`, `levir:`, `egy:`, `sztaki:`) to layouts."""
+"""The one registry of dataset layouts: `name:PATH` specs (`dubai:`, `loveda:`, `roads_cil:`, `deepglobe_roads:`, `spacenet:`, `folder:`,
+`levir:`, `egy:`, `sztaki:`) to layouts."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from landsentry.models.data.change_layouts import EgyBCD, LevirCD, SztakiAirChange
-from landsentry.models.data.layouts import DubaiAerial, LabelledFolder, Layout, LoveDA
+from landsentry.models.data.layouts import DeepGlobeRoads, DubaiAerial, LabelledFolder, Layout, LoveDA, RoadsCIL, SpaceNetBuildings
 from landsentry.models.data.records import PairRecord, Record
 from landsentry.models.vocabulary.errors import InputError
 
-LAYOUTS: dict[str, type[Layout]] = {layout.name: layout for layout in (DubaiAerial, LoveDA, LabelledFolder, LevirCD, EgyBCD, SztakiAirChange)}
+LAYOUTS: dict[str, type[Layout]] = {layout.name: layout for layout in (
+    DubaiAerial, LoveDA, RoadsCIL, DeepGlobeRoads, SpaceNetBuildings, LabelledFolder, LevirCD, EgyBCD, SztakiAirChange)}
 
 
 def parse_spec(spec: str) -> tuple[type[Layout], Path]:

@@ -12,8 +12,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from landsentry.models.data.images import band_problem, read_image
-from landsentry.models.data.masks import format_codes, label_problem, read_change, read_labels, read_mask_codes
+from landsentry.models.data.masks import format_codes, label_problem, map_mask, read_change, read_labels, read_mask_codes
 from landsentry.models.data.records import PairRecord, Record, raise_problems
+from landsentry.models.data.vectors import is_vector, rasterize_polygons
 from landsentry.models.io.header import ImageHeader, probe
 from landsentry.models.vocabulary.classes import IGNORE_INDEX
 from landsentry.models.vocabulary.errors import InputError
@@ -52,8 +53,15 @@ def _decoded_problem(path: Path, why: Callable[[Path], str | None]) -> str | Non
     return f"{path}: {problem}" if problem else None
 
 
+def record_labels(record: Record) -> tuple[np.ndarray, list]:
+    """A record's labels as schema ids (and unknown codes): a mask file, or vector footprints rasterised on its image's grid."""
+    if is_vector(record.mask):
+        return map_mask(rasterize_polygons(record.mask, record.image), record.mapping, record.mask.name)
+    return read_labels(record.mask, record.mapping)
+
+
 def _unknown_codes(record: Record) -> str | None:
-    _, unknown = read_labels(record.mask, record.mapping)
+    _, unknown = record_labels(record)
     return f"mask codes {format_codes(unknown)} are not in the class map ({record.label_map})" if unknown else None
 
 
@@ -68,6 +76,11 @@ def check_records(records: Sequence[Record], channels: int = 3, codes: bool = Tr
         header = _probe(r.image, problems)
         if header is not None and (bands := band_problem(r.image, header.bands, channels)):
             problems.append(bands)
+        if header is not None and is_vector(r.mask):  # footprints land on the image's own grid
+            sizes.append((header.height, header.width))
+            if codes and (problem := _decoded_problem(r.mask, lambda _: _unknown_codes(r))):
+                problems.append(problem)
+            continue
         mask_header = _probe(r.mask, problems) if header is not None else None
         if header is None or mask_header is None:
             sizes.append((0, 0))
@@ -115,7 +128,7 @@ def check_pairs(pairs: Sequence[PairRecord], channels: int = 3, codes: bool = Tr
 def load_sample(record: Record, channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 C x H x W image, uint8 H x W schema ids) of a whole labelled image; pixels the image marks invalid are ignored."""
     image, valid = _read(record.image, lambda p: read_image(p, channels))
-    mask, _ = _read(record.mask, lambda p: read_labels(p, record.mapping))
+    mask, _ = _read(record.mask, lambda _: record_labels(record))
     if mask.shape != image.shape[1:]:
         raise FileFailed(record.mask, InputError(f"mask {mask.shape} does not match image {image.shape[1:]}"))
     if not valid.all():

@@ -20,6 +20,7 @@ from landsentry.models.inference.backends import build_runner, resolve_backend
 from landsentry.models.inference.device import default_batch_size, default_precision, resolve_device
 from landsentry.models.inference.tiling import Strip, StripStitcher, default_overlap, stitch_windows
 from landsentry.models.inference.timing import NO_TIMER, Timer
+from landsentry.models.io.fill import fill_invalid
 from landsentry.models.io.raster import ArraySource
 from landsentry.models.nn.change_net import SiameseChangeNet
 from landsentry.models.nn.checkpoint import Checkpoint
@@ -36,11 +37,13 @@ class WindowRunner:
 
     def __init__(self, model: nn.Module, mean, std, device: str = "auto", tile: int = 512, overlap: int | None = None,
                  batch_size: int | None = None, backend: str = "auto", precision: str = "auto", threads: int | None = None,
-                 live_model: bool = False) -> None:
+                 live_model: bool = False, tta: bool = False) -> None:
         """`backend` is one of models.inference.backends.BACKENDS ('auto': ONNX Runtime when installed, else
         eager; always eager for a `live_model` that training changes between calls). `precision` 'auto'
         is float32 on the CPU and bfloat16 (float16 where the GPU lacks it) autocast on CUDA for the
-        eager/compile backends. `threads` sets ONNX Runtime's threads (default: torch's)."""
+        eager/compile backends. `threads` sets ONNX Runtime's threads (default: torch's). `tta` averages
+        the probabilities of the window and its three mirror images (test-time augmentation: 4x the
+        model time; `landsentry bench --tta` measures it, `landsentry evaluate --tta` its gain)."""
         if tile < 64 or tile % 32:
             raise ValueError("tile must be a multiple of 32, at least 64")
         overlap = default_overlap(tile) if overlap is None else overlap
@@ -57,6 +60,7 @@ class WindowRunner:
         self.backend = resolve_backend(backend, self.device, live_model=live_model)
         self.precision = precision
         self.in_channels = len(tuple(mean))
+        self.tta = tta
         self._run = build_runner(self.model, mean, std, self.device, self.backend, precision, threads, inputs=self.inputs)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
@@ -71,11 +75,21 @@ class WindowRunner:
         if pad_h or pad_w:  # the encoder needs sizes divisible by 32; reflect keeps edges natural
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
             x = [F.pad(t, (0, pad_w, 0, pad_h), mode=mode) for t in x]
-        logits = self._run(*x)[..., :h, :w]  # normalise + network (models.inference.backends.InferenceHead)
-        return self.activate(logits.float()).cpu().numpy()
+        if not self.tta:
+            logits = self._run(*x)[..., :h, :w]  # normalise + network (models.inference.backends.InferenceHead)
+            return self.activate(logits.float()).cpu().numpy()
+        total = None
+        for dims in ((), (-1,), (-2,), (-2, -1)):  # the identity and the three mirror images, undone after the network
+            flipped = [t.flip(dims) if dims else t for t in x]
+            probs = self.activate(self._run(*flipped).float())
+            probs = probs.flip(dims) if dims else probs
+            total = probs if total is None else total + probs
+        return (total[..., :h, :w] / 4).cpu().numpy()
 
     def iter_strips(self, *sources, progress: ProgressFn | None = None, timer: Timer = NO_TIMER) -> Iterator[Strip]:
-        """Blended probabilities of the whole grid, top to bottom, in finished strips (valid: all sources valid)."""
+        """Blended probabilities of the whole grid, top to bottom, in finished strips (valid: all sources valid).
+        Invalid pixels (nodata, masks, alpha, NaN) of each source are filled from their valid neighbours
+        before the network sees them (`models.io.fill`); their results are marked invalid all the same."""
         info = sources[0].info
         stitcher = StripStitcher(info.height, info.width, self.outputs, self.tile, self.overlap)
 
@@ -83,7 +97,7 @@ class WindowRunner:
             bands, valid = [], np.ones((stitcher.tile_h, info.width), bool)
             for source in sources:
                 band, ok = source.read(Window(0, y, info.width, stitcher.tile_h))
-                bands.append(band)
+                bands.append(fill_invalid(band, ok))
                 valid &= ok
             return bands, valid
 
@@ -100,13 +114,13 @@ class Predictor(WindowRunner):
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto", tile: int = 512, overlap: int | None = None,
                  batch_size: int | None = None, model: nn.Module | None = None, backend: str = "auto",
-                 precision: str = "auto", threads: int | None = None) -> None:
+                 precision: str = "auto", threads: int | None = None, tta: bool = False) -> None:
         """`model` overrides the checkpoint's weights (training evaluates its live model this way)."""
         self.checkpoint = checkpoint
         self.num_classes = checkpoint.num_classes
         network = model if model is not None else checkpoint.build_model()
         super().__init__(network, checkpoint.mean, checkpoint.std, device, tile, overlap, batch_size, backend, precision,
-                         threads, live_model=model is not None)
+                         threads, live_model=model is not None, tta=tta)
 
     @property
     def outputs(self) -> int:

@@ -10,6 +10,10 @@ import numpy as np
 
 IGNORE_INDEX = 255
 """Mask value for pixels that carry no label (no-data, unlabeled); losses and metrics skip it."""
+NOT_CLASS_OFFSET = 128
+"""Mask value NOT_CLASS_OFFSET + k: a partial label, "some class other than k". Single-class sources
+(road-only, building-only) say "road" or "not road", never which other class: the loss pushes down
+only class k's probability there, and metrics count class k predicted there as a false positive."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,17 @@ CLASSES: tuple[LandClass, ...] = (
 NUM_CLASSES = len(CLASSES)
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)
 CLASS_ID: dict[str, int] = {c.name: c.id for c in CLASSES}
+
+
+def not_class(class_id: int) -> int:
+    """The mask value meaning "not this class" (a partial label)."""
+    return NOT_CLASS_OFFSET + class_id
+
+
+def negated_class(value: int) -> int | None:
+    """The class a partial-label mask value rules out, or None for a full label or IGNORE_INDEX."""
+    k = value - NOT_CLASS_OFFSET
+    return k if 0 <= k < NUM_CLASSES else None
 
 
 def lookup_table(mapping: dict[int, int]) -> np.ndarray:
