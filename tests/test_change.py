@@ -140,6 +140,32 @@ def test_learned_model_vetoes_unsure_class_changes():
     assert mask.sum() == 20 * 25
 
 
+def test_learned_model_alone_adds_changes_the_classes_missed():
+    """With `learned_alone`, a confident learned change is new even where the after image's top class is not a kind,
+    labelled with the after image's most likely kind, if that kind is likely enough."""
+    before = scene()
+    pb = probs_from_classes(before)
+    pa = pb.copy()
+    missed = (slice(40, 60), slice(20, 50))  # a new building the segmentation model half sees: vegetation 0.5, building 0.3
+    pa[:, missed[0], missed[1]] = 0.04
+    pa[V][missed], pa[B][missed] = 0.5, 0.3
+    lake = (slice(100, 115), slice(60, 90))  # learned change with no kind in sight (a pond filled): never flagged
+    learned = np.zeros(before.shape, np.float32)
+    learned[missed] = 0.9
+    learned[lake] = 0.9
+    valid = np.ones(before.shape, bool)
+    veto_only, _ = change_map(pb, pa, valid, ChangeParams(), learned)
+    assert (veto_only == 0).all()
+    codes, conf = change_map(pb, pa, valid, ChangeParams(learned_alone=0.5, min_kind_prob=0.2), learned)
+    assert (codes[missed] == NEW_BUILDING).all() and (codes == NEW_BUILDING).sum() == 20 * 30
+    assert (codes[lake] == 0).all()
+    assert conf[missed].mean() == pytest.approx((0.3 * (1 - 0.02) + 0.9) / 2, abs=0.005)
+    assert (change_map(pb, pa, valid, ChangeParams(learned_alone=0.95), learned)[0] == 0).all(), "below the threshold: nothing"
+    assert (change_map(pb, pa, valid, ChangeParams(learned_alone=0.5, min_kind_prob=0.35), learned)[0] == 0).all()
+    with pytest.raises(ValueError):
+        ChangeParams(learned_alone=1.5)
+
+
 @pytest.mark.parametrize("heights", [[120], [40, 40, 40], [7, 50, 3, 60], [1] * 120])
 def test_strips_give_the_same_result_as_the_whole(heights):
     rng = np.random.default_rng(0)  # generated: random class maps, smoothed a little by repetition

@@ -52,6 +52,20 @@ def test_levir_test_split_through_the_cli(shared_file, tiny_checkpoint, cli, tmp
     assert s["tp"] + s["fn"] == pytest.approx(0.183 * 7 * 256 * 256, rel=0.02), "the LEVIR-CD test crops are 18.3% changed"
 
 
+def test_egy_spec_reads_egy_bcd_with_its_ground_resolution(shared_file, tiny_checkpoint, cli, tmp_path):
+    """`egy:PATH` names the layout: its 0.25 m is the default --gsd, and the two test crops are 35.8% changed."""
+    egy = shared_file("egy_bcd/test/A/test_1.png").parents[2]
+    report = tmp_path / "egy.json"
+    code, out, err = cli(["evaluate-change", f"egy:{egy}", "--split", "test", "--checkpoint", tiny_checkpoint,
+                          "--no-change-model", "--json", report, *FAST])
+    assert code == 0, err
+    assert "2 pair(s)" in out and "35.8% changed" in out and "m² at 0.25 m/px" in out
+    data = json.loads(report.read_text())
+    assert data["gsd"] == 0.25 and data["pairs"] == ["test/test_1", "test/test_2"]
+    s = data["scores"]["class"]
+    assert s["tp"] + s["fn"] == 46872, "labelled change pixels of test_1 and test_2"
+
+
 def test_identical_dates_have_no_false_alarms(shared_file, tiny_checkpoint, cli, tmp_path):
     """A generated LEVIR-layout folder whose after image is the before image: whatever the model, nothing is new."""
     src = shared_file("levir_cd/test/A/test_2_0000_0000.png")

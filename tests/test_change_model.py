@@ -82,6 +82,26 @@ def test_runner_strips_cover_the_pair(model, shared_file):
     assert [s.row0 for s in strips] == sorted(s.row0 for s in strips)
 
 
+def test_runner_zoom_comes_from_the_checkpoint_and_keeps_the_grid(model, tmp_path):
+    """A zoomed runner feeds the network windows resampled by `zoom` and hands back probabilities on the input grid."""
+    ckpt = Checkpoint(arch=change_arch(), state_dict=model.state_dict(), mean=IMAGENET_MEAN, std=IMAGENET_STD, metadata={"zoom": 2.0})
+    _, loaded = load_change_model(save_checkpoint(ckpt, tmp_path / "zoomed.pt"))
+    seen = []
+    hook = model.encoder.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[-2:])))
+    try:
+        runner = ChangeRunner(model, loaded, tile=128, overlap=16, device="cpu", backend="eager")
+        assert runner.zoom == 2.0 and ChangeRunner(model, loaded, device="cpu", backend="eager", zoom=1.0).zoom == 1.0
+        batch = np.random.default_rng(0).uniform(0, 255, (1, 3, 96, 128)).astype(np.float32)
+        out = runner.predict_batch(batch, batch)
+    finally:
+        hook.remove()
+    assert out.shape == (1, 1, 96, 128) and 0 <= out.min() and out.max() <= 1
+    assert seen and seen[0] == (192, 256), "the encoder saw the window at twice its size"
+    assert ChangeRunner(model, None, device="cpu", backend="eager").zoom == 1.0
+    with pytest.raises(ValueError, match="zoom"):
+        ChangeRunner(model, None, device="cpu", backend="eager", zoom=10)
+
+
 def test_learned_model_in_the_pair_path(model, shared_file, tmp_path, cli, tiny_checkpoint):
     """Combined with the class comparison: a model that sees no change vetoes unsure flags, one that sees change everywhere vetoes nothing."""
     from landsentry.models.nn.checkpoint import load_checkpoint

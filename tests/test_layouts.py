@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from landsentry.models.data.change_layouts import LevirCD, SztakiAirChange, find_pairs
+from landsentry.models.data.change_layouts import EgyBCD, LevirCD, SztakiAirChange, find_pairs
 from landsentry.models.data.layouts import DubaiAerial, LabelledFolder, LoveDA
 from landsentry.models.data.masks import read_change
-from landsentry.models.data.registry import LAYOUTS, pairs_from_spec, records_from_spec
+from landsentry.models.data.samples import load_pair
+from landsentry.models.data.registry import LAYOUTS, change_folder, pairs_from_spec, records_from_spec
 from landsentry.models.vocabulary.classes import CLASS_ID, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, lookup_table, remap
 from landsentry.models.vocabulary.errors import InputError
 
@@ -69,9 +70,9 @@ def test_remap_refuses_non_uint8():
 
 
 def test_layouts_carry_their_metadata():
-    assert set(LAYOUTS) == {"dubai", "loveda", "roads_cil", "deepglobe_roads", "spacenet", "folder", "levir", "sztaki"}
-    assert {name for name, layout in LAYOUTS.items() if layout.labels == "change"} == {"levir", "sztaki"}
-    assert LoveDA.gsd == 0.3 and LevirCD.gsd == 0.5 and SztakiAirChange.gsd == 1.5
+    assert set(LAYOUTS) == {"dubai", "loveda", "roads_cil", "deepglobe_roads", "spacenet", "folder", "levir", "egy", "sztaki"}
+    assert {name for name, layout in LAYOUTS.items() if layout.labels == "change"} == {"levir", "egy", "sztaki"}
+    assert LoveDA.gsd == 0.3 and LevirCD.gsd == 0.5 and SztakiAirChange.gsd == 1.5 and EgyBCD.gsd == 0.25
     assert LoveDA.url.startswith("https://zenodo.org/") and LoveDA.licence == "CC BY-NC-SA 4.0"
     for layout in LAYOUTS.values():
         assert layout.title and layout.folders and layout.licence is not None
@@ -100,6 +101,26 @@ def test_one_pair_discovery_for_training_and_evaluation(shared_file):
         (p.source, p.before, p.after, p.label) for p in LevirCD.pairs(levir)]
     assert [n for n, *_ in find_pairs(sztaki)] == [p.source.removeprefix("sztaki/") for p in SztakiAirChange.pairs(sztaki)]
     assert [p.source for p in SztakiAirChange.pairs(sztaki / "Szada_1")] == ["sztaki/Szada_1"]
+
+
+def test_egy_bcd_pairs_on_the_real_files(shared_file):
+    """EGY-BCD has LEVIR-CD's folder shape: 4 train, 3 val, 2 test crops of 256 px, each its own group."""
+    egy = shared_file("egy_bcd/test/A/test_1.png").parents[2]
+    pairs = EgyBCD.pairs(egy)
+    assert [p.source for p in pairs] == [f"egy/train/train_{i}" for i in range(1, 5)] + [
+        f"egy/val/val_{i}" for i in range(1, 4)] + ["egy/test/test_1", "egy/test/test_2"]
+    assert len({p.group for p in pairs}) == 9 and pairs[0].group == "egy/train_1"
+    assert all(p.before.parent.name == "A" and p.after.parent.name == "B" and p.label.parent.name == "label" for p in pairs)
+    assert [p.source for p in EgyBCD.pairs(egy, ("test",))] == ["egy/test/test_1", "egy/test/test_2"]
+    assert [p.source for p in pairs_from_spec(f"egy:{egy}")] == [p.source for p in pairs]
+    before, after, change = load_pair(pairs[-1])
+    assert before.shape == after.shape == (3, 256, 256) and change.shape == (256, 256)
+    assert set(np.unique(change)) == {0, 1} and 0.3 < change.mean() < 0.4, "test_2 is 35% changed"
+    # evaluate-change's discovery names them like the layout, without the prefix
+    assert [n for n, *_ in find_pairs(egy, "test", layout=EgyBCD)] == ["test/test_1", "test/test_2"]
+    assert change_folder(f"egy:{egy}") == (EgyBCD, egy) and change_folder(str(egy)) == (None, egy)
+    with pytest.raises(InputError, match="holds labelled images, not change pairs"):
+        change_folder(f"dubai:{egy}")
 
 
 def test_missing_pair_files_are_listed_together(tmp_path):

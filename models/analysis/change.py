@@ -57,14 +57,21 @@ class ChangeParams:
     """Class comparison score (p_after * (1 - p_before)) at which the change model is not consulted."""
     learned_threshold: float = 0.5
     """Threshold of the learned model's own binary map (`learned_change_mask`, evaluation only)."""
+    learned_alone: float | None = None
+    """Learned change probability at or above which a pixel is new even where the class comparison sees
+    no change; it takes the after image's most likely kind (building, road, earthwork) if that kind's
+    after probability is at least `min_kind_prob`. None: the learned model only vetoes."""
+    min_kind_prob: float = 0.2
+    """After probability the kind of a learned-only change needs."""
     use_change_model: bool = True
     """Combine with the learned change model when one is given."""
 
     def __post_init__(self) -> None:
         if self.tolerance_px < 0 or self.open_px < 0 or self.close_px < 0:
             raise ValueError("tolerance_px, open_px and close_px must be >= 0")
-        for name in ("min_after_prob", "max_before_prob", "min_gain", "change_threshold", "confident_score", "learned_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+        for name in ("min_after_prob", "max_before_prob", "min_gain", "change_threshold", "confident_score", "learned_threshold",
+                     "learned_alone", "min_kind_prob"):
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
 
     @property
@@ -119,6 +126,10 @@ def change_map(
         if change_prob is not None and params.use_change_model:
             learned = torch.from_numpy(np.ascontiguousarray(change_prob, np.float32))
             raw &= (learned >= params.change_threshold) | (score >= params.confident_score)
+            if params.learned_alone is not None:
+                top, best = p_after.max(dim=0)
+                alone = (learned >= params.learned_alone) & (top >= params.min_kind_prob)
+                raw |= (torch.arange(len(cls))[:, None, None] == best) & alone
             score = (score + learned) / 2
         raw &= ok
         masks = clean_masks(raw[None].float(), params.open_px, params.close_px)[0] > 0.5

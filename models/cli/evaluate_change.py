@@ -1,8 +1,9 @@
 """`landsentry evaluate-change FOLDER`: precision, recall, F1 and IoU of change maps on labelled pairs.
 
-FOLDER is in LEVIR-CD layout (`[SPLIT/]A/*.png`, `B/*.png`, `label/*.png`, same names) or SZTAKI
-AirChange layout (`<site>_<n>/A.png, B.png, label.png`, or one such folder). Labels: 255 (or 1) =
-change, 0 = none. Scores are pixel counts summed over all pairs (micro-averaged) for each method:
+FOLDER is in the LEVIR-CD folder shape (`[SPLIT/]A/*.png`, `B/*.png`, `label/*.png`, same names;
+LEVIR-CD and EGY-BCD) or SZTAKI AirChange layout (`<site>_<n>/A.png, B.png, label.png`, or one
+such folder), optionally named by its layout (`levir:PATH`, `egy:PATH`, `sztaki:PATH`): then the
+layout's ground resolution is the default `--gsd`. Labels: 255 (or 1) = change, 0 = none. Scores are pixel counts summed over all pairs (micro-averaged) for each method:
 
 - `class`: the class comparison (any new_building / new_road / new_earthwork pixel, or the
   `--kinds` given), exactly as
@@ -23,7 +24,8 @@ from pathlib import Path
 
 from landsentry.models.analysis.change import ChangeParams
 from landsentry.models.cli.options import check_common_options
-from landsentry.models.data.change_layouts import find_pairs
+from landsentry.models.data.change_layouts import LevirCD, SplitPairFolders, find_pairs
+from landsentry.models.data.registry import change_folder
 from landsentry.models.evaluation.change import ALL_KINDS, METHODS, RULES, evaluate_pairs
 from landsentry.models.inference.runner import Predictor
 from landsentry.models.nn.checkpoint import load_checkpoint
@@ -38,7 +40,7 @@ TITLES = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="landsentry evaluate-change", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder", type=Path, help="LEVIR-CD-layout (A/, B/, label/) or SZTAKI-layout folder")
+    p.add_argument("folder", help="LEVIR-CD-shaped (A/, B/, label/) or SZTAKI-layout folder, or levir:PATH, egy:PATH, sztaki:PATH")
     p.add_argument("--split", default="test", help="LEVIR-CD split folder to use (train, val, test, or 'all'); ignored when FOLDER has A/ itself")
     p.add_argument("--sites", nargs="*", default=None, help="SZTAKI: only pair folders whose name starts with one of these (e.g. Szada)")
     p.add_argument("--checkpoint", type=Path, default=None, help="segmentation checkpoint (default: the bundled model)")
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS + ("all",), default="all", help="which change map(s) to score (default: all available)")
     p.add_argument("--kinds", nargs="+", choices=ALL_KINDS, default=list(ALL_KINDS),
                    help="which new_* kinds count as change for the class-based maps (LEVIR-CD labels buildings only)")
-    p.add_argument("--gsd", type=float, default=None, help="metres per pixel of the images, for the minimum areas in m² (LEVIR-CD 0.5, SZTAKI 1.5)")
+    p.add_argument("--gsd", type=float, default=None,
+                   help="metres per pixel of the images, for the minimum areas in m² (default: the named layout's: LEVIR-CD 0.5, EGY-BCD 0.25, SZTAKI 1.5)")
     p.add_argument("--tolerance-px", type=int, default=None)
     p.add_argument("--min-after-prob", type=float, default=None)
     p.add_argument("--max-before-prob", type=float, default=None)
@@ -64,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     check_common_options(args)
-    pairs = find_pairs(args.folder, args.split, args.sites)
+    layout, args.folder = change_folder(args.folder)
+    if args.gsd is None and layout is not None:
+        args.gsd = layout.gsd
+    pairs = find_pairs(args.folder, args.split, args.sites,
+                       layout if layout is not None and issubclass(layout, SplitPairFolders) else LevirCD)
     from landsentry.models.inference.runner import ChangeRunner
     from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, load_change_model
 

@@ -1,4 +1,4 @@
-"""Change-pair layouts (LEVIR-CD, SZTAKI AirChange) and the one pair discovery that training and evaluation share.
+"""Change-pair layouts (LEVIR-CD, EGY-BCD, SZTAKI AirChange) and the one pair discovery that training and evaluation share.
 
 Labels are single-band, 255 (or 1 in 0/1-coded files) = change, 0 = none (`masks.change_from_label`).
 `find_pairs` serves `landsentry evaluate-change`, which accepts a folder of either layout, a single
@@ -18,24 +18,26 @@ ChangePair = tuple[str, Path, Path, Path]
 """(name, before, after, label) as `landsentry evaluate-change` lists it."""
 
 
-class LevirCD(Layout):
-    """LEVIR-CD (Chen & Shi 2020): 1024 px Google Earth scenes of Texas, 5 to 14 years apart, building change."""
+class SplitPairFolders(Layout):
+    """The LEVIR-CD folder shape, `ROOT/{train,val,test}/{A,B,label}/*.png`, shared by LEVIR-CD and EGY-BCD.
 
-    name = "levir"
-    title = "LEVIR-CD"
+    Subclasses set the metadata and `group_of` (which crops come from one scene, so splits can keep them together).
+    """
+
     labels = "change"
-    gsd = 0.5
-    url = "https://justchenhao.github.io/LEVIR/"
-    licence = "research use"
     folders = "{train,val,test}/{A,B,label}/*.png (A before, B after, same names)"
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
 
-    _SCENE = re.compile(r"^(.*?)(?:_\d+_\d+)$")
+    @classmethod
+    def group_of(cls, stem: str) -> str:
+        """The source scene of crop `stem` (default: each crop is its own scene)."""
+        return f"{cls.name}/{stem}"
 
     @classmethod
-    def pairs(cls, root: str | Path, splits: Sequence[str] = splits) -> list[PairRecord]:
-        """`ROOT/{train,val,test}/{A,B,label}/*.png`; group = the original 1024 px scene ('test_2' for 'test_2_0000_0512')."""
+    def pairs(cls, root: str | Path, splits: Sequence[str] | None = None) -> list[PairRecord]:
+        """Pairs of `ROOT/{SPLIT}/{A,B,label}/*.png` for each of `splits` (default all), source 'NAME/SPLIT/STEM'."""
         root = Path(root)
+        splits = cls.splits if splits is None else tuple(splits)
         pairs = cls.scan(root, [root / split for split in splits])
         if not pairs:
             raise InputError(f"no samples found under {root} (expected {'|'.join(splits)}/A, B and label folders of PNGs)")
@@ -43,7 +45,7 @@ class LevirCD(Layout):
 
     @classmethod
     def scan(cls, root: Path, folders: Sequence[Path]) -> list[PairRecord]:
-        """Pairs in split `folders` (each holding A/, B/, label/; those without A/ are skipped), source 'levir/SPLIT/NAME'."""
+        """Pairs in split `folders` (each holding A/, B/, label/; those without A/ are skipped)."""
         pairs: list[PairRecord] = []
         problems: list[str] = []
         for folder in folders:
@@ -55,11 +57,40 @@ class LevirCD(Layout):
                 if missing:
                     problems.append(f"{before}: missing {', '.join(missing)}")
                     continue
-                scene = cls._SCENE.match(before.stem)
-                group = f"levir/{scene.group(1) if scene else before.stem}"
-                pairs.append(PairRecord(before, after, label, f"levir/{folder.name}/{before.stem}", group))
-        raise_problems(f"in LEVIR-CD folder {root}", problems)
+                pairs.append(PairRecord(before, after, label, f"{cls.name}/{folder.name}/{before.stem}", cls.group_of(before.stem)))
+        raise_problems(f"in {cls.title} folder {root}", problems)
         return pairs
+
+
+class LevirCD(SplitPairFolders):
+    """LEVIR-CD (Chen & Shi 2020): 1024 px Google Earth scenes of Texas, 5 to 14 years apart, building change."""
+
+    name = "levir"
+    title = "LEVIR-CD"
+    gsd = 0.5
+    url = "https://justchenhao.github.io/LEVIR/"
+    licence = "research use"
+
+    _SCENE = re.compile(r"^(.*?)(?:_\d+_\d+)$")
+
+    @classmethod
+    def group_of(cls, stem: str) -> str:
+        """The original 1024 px scene: 'levir/test_2' for 'test_2_0000_0512'."""
+        scene = cls._SCENE.match(stem)
+        return f"levir/{scene.group(1) if scene else stem}"
+
+
+class EgyBCD(SplitPairFolders):
+    """EGY-BCD (Holail et al., IEEE GRSL 2023): 256 px Google Earth crops of New Cairo, Egypt, building change.
+
+    Desert construction like Dubai's, at about 0.25 m. The published crop names (`test_1`) carry no
+    scene id, so each crop is its own group.
+    """
+
+    name = "egy"
+    title = "EGY-BCD"
+    gsd = 0.25
+    licence = "research use with citation (Holail et al. 2023)"
 
 
 class SztakiAirChange(Layout):
@@ -110,25 +141,27 @@ class SztakiAirChange(Layout):
         return pairs
 
 
-def find_pairs(folder: Path, split: str = "test", sites: Sequence[str] | None = None) -> list[ChangePair]:
-    """(name, before, after, label) of every pair under FOLDER, in LEVIR-CD or SZTAKI layout.
+def find_pairs(folder: Path, split: str = "test", sites: Sequence[str] | None = None,
+               layout: type[SplitPairFolders] = LevirCD) -> list[ChangePair]:
+    """(name, before, after, label) of every pair under FOLDER, in the LEVIR-CD folder shape or SZTAKI layout.
 
-    FOLDER may be a LEVIR-CD root (`split` picks the split folder, 'all' takes every one), a folder
-    with A/ itself (`split` ignored), a SZTAKI root or one pair folder. `name` is the pair's source
-    without its layout prefix: 'test/test_2_0000_0000', 'Szada_1'.
+    FOLDER may be a root in the LEVIR-CD shape (LEVIR-CD, EGY-BCD: `split` picks the split folder,
+    'all' takes every one; `layout` names the pairs' source), a folder with A/ itself (`split`
+    ignored), a SZTAKI root or one pair folder. `name` is the pair's source without its layout
+    prefix: 'test/test_2_0000_0000', 'Szada_1'.
     """
     if not folder.is_dir():
         raise InputError(f"not a folder: {folder}")
-    if (folder / "A").is_dir() or any((folder / s / "A").is_dir() for s in LevirCD.splits):
+    if (folder / "A").is_dir() or any((folder / s / "A").is_dir() for s in layout.splits):
         if (folder / "A").is_dir():
             folders = [folder]
         elif split == "all":
-            folders = [folder / s for s in LevirCD.splits]
+            folders = [folder / s for s in layout.splits]
         elif (folder / split / "A").is_dir():
             folders = [folder / split]
         else:
             raise InputError(f"{folder} has no split {split!r} (expected {folder / split}/A, B and label folders)")
-        pairs = LevirCD.scan(folder, folders)
+        pairs = layout.scan(folder, folders)
     else:
         pairs = SztakiAirChange.scan(folder, sites)
     if not pairs:

@@ -43,30 +43,50 @@ def _whole(strips: Iterable) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([s.probs for s in strips], axis=1), np.concatenate([s.valid for s in strips], axis=0)
 
 
-def evaluate_pair(before: Path, after: Path, label: Path, predictor: Predictor, runner, params: ChangeParams,
-                  methods: tuple[str, ...], gsd: float | None, kinds: tuple[str, ...] = ALL_KINDS) -> dict[str, np.ndarray]:
-    """(tp, fp, fn) counts per method for one pair; `runner` is the learned change model's ChangeRunner (or None)."""
+@dataclass
+class PairMaps:
+    """What the models say about one labelled pair, computed once and scored under any parameters."""
+
+    before: np.ndarray  # K x H x W class probabilities
+    after: np.ndarray
+    change: np.ndarray | None  # H x W learned change probability, None without a change model
+    valid: np.ndarray  # H x W bool, both dates have data
+    truth: np.ndarray  # H x W bool, labelled change
+
+
+def pair_maps(before: Path, after: Path, label: Path, predictor: Predictor, runner, gsd: float | None) -> PairMaps:
+    """Both dates' class probabilities and the learned change probability of one pair; `runner` is a ChangeRunner or None."""
     with open_pair(before, after, channels=predictor.checkpoint.in_channels, gsd=gsd) as pair:
         probs_b, valid_b = _whole(predictor.iter_strips(pair.before))
         probs_a, valid_a = _whole(predictor.iter_strips(pair.after))
         change = _whole(runner.iter_strips(pair.before, pair.after))[0][0] if runner is not None else None
         shape = (pair.info.height, pair.info.width)
-    truth = read_change(label, shape).astype(bool)
-    valid = valid_a & valid_b
+    return PairMaps(probs_b, probs_a, change, valid_a & valid_b, read_change(label, shape).astype(bool))
+
+
+def score_maps(maps: PairMaps, params: ChangeParams, methods: tuple[str, ...], gsd: float | None,
+               kinds: tuple[str, ...] = ALL_KINDS) -> dict[str, np.ndarray]:
+    """(tp, fp, fn) counts per method of one pair's maps, with the clean-up and minimum areas `predict` applies."""
     limits = min_pixels(gsd)
-    out = {}
+    valid, out = maps.valid, {}
     for method in methods:
         if method == "learned":
-            mask = learned_change_mask(change, valid, params)
+            mask = learned_change_mask(maps.change, valid, params)
             predicted = drop_small_regions(mask.astype(np.uint8), {1: min(limits.values())}) == 1
         else:
-            codes, _ = change_map(probs_b, probs_a, valid, replace(params, use_change_model=method == "combined"),
-                                  change if method == "combined" else None)
+            codes, _ = change_map(maps.before, maps.after, valid, replace(params, use_change_model=method == "combined"),
+                                  maps.change if method == "combined" else None)
             codes = drop_small_regions(codes, limits)
             predicted = np.isin(codes, [k.change_code for k in KINDS if k.name in kinds])
-        t, p = truth[valid], predicted[valid]
+        t, p = maps.truth[valid], predicted[valid]
         out[method] = np.array([np.sum(t & p), np.sum(~t & p), np.sum(t & ~p)], np.int64)
     return out
+
+
+def evaluate_pair(before: Path, after: Path, label: Path, predictor: Predictor, runner, params: ChangeParams,
+                  methods: tuple[str, ...], gsd: float | None, kinds: tuple[str, ...] = ALL_KINDS) -> dict[str, np.ndarray]:
+    """(tp, fp, fn) counts per method for one pair; `runner` is the learned change model's ChangeRunner (or None)."""
+    return score_maps(pair_maps(before, after, label, predictor, runner, gsd), params, methods, gsd, kinds)
 
 
 @dataclass
