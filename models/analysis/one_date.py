@@ -15,7 +15,7 @@ from landsentry.models.analysis.flags import FlagRules
 from landsentry.models.analysis.inputs import Inputs
 from landsentry.models.analysis.overlays import class_overlay
 from landsentry.models.analysis.pipeline import (
-    WGS84, Interpretation, PipelineRun, class_colormap, class_shares, common_summary, open_raster,
+    WGS84, Interpretation, PipelineRun, class_colormap, class_shares, common_summary, model_resolution, open_raster,
 )
 from landsentry.models.analysis.polygons import region_properties
 from landsentry.models.analysis.publish import SURROUNDINGS
@@ -26,12 +26,13 @@ from landsentry.models.vocabulary.classes import IGNORE_INDEX
 from landsentry.models.vocabulary.kinds import KIND_NAMES, KINDS
 
 
-def write_rasters(source, predictor: Predictor, work: Path, progress: ProgressFn | None, timer: Timer) -> tuple[Path, Path]:
-    """Stream the predictor's strips into the raw class raster and confidence.tif."""
+def write_rasters(source, predictor: Predictor, work: Path, progress: ProgressFn | None, timer: Timer,
+                  zoom: float = 1.0) -> tuple[Path, Path]:
+    """Stream the predictor's strips (windows resampled by `zoom`) into the raw class raster and confidence.tif."""
     raw, conf = work / "classes.raw.tif", work / "confidence.tif"
     info = source.info
     with timer.stage("rasters"), open_raster(raw, info, IGNORE_INDEX, class_colormap()) as cls_ds, open_raster(conf, info) as conf_ds:
-        for strip in predictor.iter_strips(source, progress=progress, timer=timer):
+        for strip in predictor.iter_strips(source, progress=progress, timer=timer, zoom=zoom):
             classes, confidence = classes_and_confidence(strip)
             window = Window(0, strip.row0, info.width, classes.shape[0])
             cls_ds.write(classes, 1, window=window)
@@ -44,7 +45,8 @@ def run(inputs: Inputs, outdir: str | Path, predictor: Predictor, rules: FlagRul
     """Interpret `inputs.after` into `outdir` (see the README's table of outputs)."""
     info = inputs.info
     with PipelineRun(outdir, info, rules, wgs84, timer) as pipeline:
-        raw, conf = write_rasters(inputs.after, predictor, pipeline.work, progress, timer)
+        resolution = model_resolution(info, inputs.metric, predictor.working_gsd)
+        raw, conf = write_rasters(inputs.after, predictor, pipeline.work, progress, timer, resolution["zoom"])
         values = {k.class_id: k.name for k in KINDS}
         regions, counts = pipeline.regions(raw, conf, values, inputs.metric, "classes.tif", SURROUNDINGS)
         items = [(region_properties(r, i + 1), r.geometry) for i, r in enumerate(regions)]
@@ -56,5 +58,5 @@ def run(inputs: Inputs, outdir: str | Path, predictor: Predictor, rules: FlagRul
         with timer.stage("overlay"):
             pipeline.overlay(class_overlay(inputs.after, pipeline.work / "classes.tif"))
             pipeline.previews("classes.tif", {"after": inputs.after}, previews_max_pixels)
-        summary = {**common_summary(inputs, flags, rows, rules), "class_shares": class_shares(counts)}
+        summary = {**common_summary(inputs, flags, rows, rules, resolution), "class_shares": class_shares(counts)}
         return pipeline.finish(flags, regions, summary)

@@ -24,6 +24,7 @@ from landsentry.models.analysis.flags import Flag, FlagRules, make_flags, write_
 from landsentry.models.analysis.polygons import Region, area_m2
 from landsentry.models.analysis.publish import RasterPublisher
 from landsentry.models.analysis.regions import find_regions
+from landsentry.models.inference.resolution import gsd_from_pixel_area, zoom_for
 from landsentry.models.inference.timing import NO_TIMER, Timer
 from landsentry.models.io.formats import quiet_georeferencing_warnings
 from landsentry.models.io.raster import RasterInfo
@@ -88,14 +89,22 @@ def pixel_area_m2(info: RasterInfo, metric: bool) -> float | None:
     return None if area is None else round(area, 6)
 
 
-def common_summary(inputs, flags: list[Flag], rows: list[dict], rules: FlagRules) -> dict:
+def model_resolution(info: RasterInfo, metric: bool, working_gsd: float | None) -> dict:
+    """The input's ground resolution, the model's working resolution (both m per pixel, null when unknown)
+    and the factor every window is resampled by before the network (`models.inference.resolution`)."""
+    ground = gsd_from_pixel_area(pixel_area_m2(info, metric))
+    return {"input_gsd_m": round(ground, 4) if ground else None, "working_gsd_m": working_gsd,
+            "zoom": zoom_for(ground, working_gsd)}
+
+
+def common_summary(inputs, flags: list[Flag], rows: list[dict], rules: FlagRules, resolution: dict | None = None) -> dict:
     """The summary.json fields both interpretations report, named and shaped the same way in both:
     the grid (areas in m², null when unknown), how each input was read, the flags and their rules."""
     info = inputs.info
     return {
         "width": info.width, "height": info.height, "crs": info.crs.to_string() if info.crs else None,
         "transform": list(info.transform)[:6], "pixel_area_m2": pixel_area_m2(info, inputs.metric),
-        "inputs": inputs.describe(),
+        "inputs": inputs.describe(), "resolution": resolution,
         "flags": len(flags), "suspected_illegal": sum(f.suspected_illegal for f in flags),
         "kinds": {r["kind"]: {k: v for k, v in r.items() if k != "kind"} for r in rows},
         "rules": rules.as_dict(),

@@ -17,7 +17,9 @@ from landsentry.models.analysis.change import ChangeParams, StripChange
 from landsentry.models.analysis.flags import FlagRules
 from landsentry.models.analysis.inputs import Inputs
 from landsentry.models.analysis.overlays import flag_overlay
-from landsentry.models.analysis.pipeline import Interpretation, PipelineRun, class_colormap, class_shares, common_summary, open_raster
+from landsentry.models.analysis.pipeline import (
+    Interpretation, PipelineRun, class_colormap, class_shares, common_summary, model_resolution, open_raster,
+)
 from landsentry.models.inference.runner import ChangeRunner, Predictor, ProgressFn, classes_and_confidence
 from landsentry.models.inference.timing import NO_TIMER, Timer
 from landsentry.models.vocabulary.classes import IGNORE_INDEX
@@ -45,15 +47,17 @@ class _Progress:
 
 
 def write_change_rasters(inputs: Inputs, predictor: Predictor, runner: ChangeRunner | None, params: ChangeParams,
-                         work: Path, progress: ProgressFn | None = None, timer: Timer = NO_TIMER) -> tuple[dict[str, Path], dict]:
-    """Classes and confidences of both dates, and the raw change codes and confidence, strip by strip."""
+                         work: Path, progress: ProgressFn | None = None, timer: Timer = NO_TIMER,
+                         zoom: float = 1.0) -> tuple[dict[str, Path], dict]:
+    """Classes and confidences of both dates (windows resampled by `zoom`), and the raw change codes and
+    confidence, strip by strip."""
     info = inputs.info
     paths = {n: work / f"{n}.tif" for n in RASTERS}
     nodata = {"before_classes": IGNORE_INDEX, "after_classes": IGNORE_INDEX, "change_raw": CHANGE_NODATA}
     colormaps = {"before_classes": class_colormap(), "after_classes": class_colormap(), "change_raw": CHANGE_COLORMAP}
     counter = _Progress(progress, 3 if runner is not None else 2)
-    strips_b = predictor.iter_strips(inputs.before, progress=counter.part(0), timer=timer)
-    strips_a = predictor.iter_strips(inputs.after, progress=counter.part(1), timer=timer)
+    strips_b = predictor.iter_strips(inputs.before, progress=counter.part(0), timer=timer, zoom=zoom)
+    strips_a = predictor.iter_strips(inputs.after, progress=counter.part(1), timer=timer, zoom=zoom)
     strips_c = runner.iter_strips(inputs.before, inputs.after, progress=counter.part(2), timer=timer) if runner is not None else None
     stitch = StripChange(params)
     class_counts = {"before": np.zeros(256, np.int64), "after": np.zeros(256, np.int64)}
@@ -93,7 +97,8 @@ def run(inputs: Inputs, outdir: str | Path, predictor: Predictor, change_runner:
     runner = change_runner if params.use_change_model else None
     with PipelineRun(outdir, info, rules, wgs84, timer) as pipeline:
         with timer.stage("rasters"):
-            paths, stats = write_change_rasters(inputs, predictor, runner, params, pipeline.work, progress, timer)
+            resolution = model_resolution(inputs.info, inputs.metric, predictor.working_gsd)
+            paths, stats = write_change_rasters(inputs, predictor, runner, params, pipeline.work, progress, timer, resolution["zoom"])
         values = {k.change_code: k.new_name for k in KINDS}
         regions, codes = pipeline.regions(paths["change_raw"], paths["change_confidence"], values, inputs.metric, "change.tif", NO_CHANGE)
         paths["change_confidence"].unlink()
@@ -103,7 +108,7 @@ def run(inputs: Inputs, outdir: str | Path, predictor: Predictor, change_runner:
             pipeline.previews("after_classes.tif", {"after": inputs.after, "before": inputs.before}, previews_max_pixels)
         valid = int(codes[:CHANGE_NODATA].sum())
         summary = {
-            **common_summary(inputs, flags, rows, rules),
+            **common_summary(inputs, flags, rows, rules, resolution),
             "alignment": inputs.pair.describe(),
             "method": "class comparison + learned change model" if runner is not None else "class comparison",
             "checkpoint": str(predictor.checkpoint.path) if predictor.checkpoint.path else None,

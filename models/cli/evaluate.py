@@ -15,6 +15,7 @@ from landsentry.models.data.samples import check_records, load_sample
 from landsentry.models.data.splits import split_by_group
 from landsentry.models.evaluation.segmentation import held_out_metrics, score_by_source, source_of
 from landsentry.models.inference.backends import BACKENDS
+from landsentry.models.inference.resolution import working_gsd, zoom_for
 from landsentry.models.inference.runner import Predictor
 from landsentry.models.inference.tiling import default_overlap
 from landsentry.models.nn.checkpoint import load_checkpoint
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="eager", help=f"inference backend: {', '.join(BACKENDS)} (default eager, as training scores)")
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each window with its mirror images (4x the model time)")
+    p.add_argument("--working-gsd", type=float, default=None,
+                   help="resample each image from its layout's ground resolution to this many metres per pixel "
+                        "(default: the checkpoint's working resolution, if it records one; 0: never resample)")
     p.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON here")
     return p
 
@@ -43,23 +47,35 @@ def main(argv: list[str]) -> int:
         args.overlap = default_overlap(args.tile)
     check_common_options(args)
     checkpoint = load_checkpoint(args.checkpoint)
-    records = [r for spec in args.data for r in records_from_spec(spec)]
+    records, gsds = [], []
+    for spec in args.data:
+        found = records_from_spec(spec)
+        records += found
+        gsds += [parse_spec(spec)[0].gsd] * len(found)
     if args.split:
         groups = {g for spec in args.data for g in parse_spec(spec)[0].splits.get(args.split, ())}
-        records = [r for r in records if r.group in groups]
+        keep = [i for i, r in enumerate(records) if r.group in groups]
+        records, gsds = [records[i] for i in keep], [gsds[i] for i in keep]
         if not records:
             raise InputError(f"the layouts of {' '.join(args.data)} define no {args.split} groups")
     if args.groups:
-        _, records = split_by_group(records, args.groups)
+        split_by_group(records, args.groups)  # refuses unknown group names
+        keep = [i for i, r in enumerate(records) if r.group in set(args.groups)]
+        records, gsds = [records[i] for i in keep], [gsds[i] for i in keep]
         if not records:
             raise InputError(f"no images in groups {args.groups}")
     check_records(records, checkpoint.in_channels)
     images = [load_sample(r, checkpoint.in_channels) for r in records]
     predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, backend=args.backend, tta=args.tta)
     sources = [source_of(r.source) for r in records]
-    matrices = score_by_source(predictor, images, sources)
+    working = working_gsd(checkpoint.metadata) if args.working_gsd is None else (args.working_gsd or None)
+    zooms = [zoom_for(gsd, working) for gsd in gsds]
+    matrices = score_by_source(predictor, images, sources, zooms=zooms)
     print(f"{len(images)} whole images ({predictor.backend}, {args.tile} px windows, {args.overlap} px overlap): "
           f"{', '.join(r.source for r in records)}")
+    if working:
+        print(f"working resolution {working:g} m: " + ", ".join(
+            sorted({f"{source_of(r.source)} x{z:g}" for r, z in zip(records, zooms)})))
     metrics = held_out_metrics(matrices)
     for name, matrix in matrices.items():
         if len(matrices) > 1:

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS + ("all",), default="all", help="which change map(s) to score (default: all available)")
     p.add_argument("--kinds", nargs="+", choices=ALL_KINDS, default=list(ALL_KINDS),
                    help="which new_* kinds count as change for the class-based maps (LEVIR-CD labels buildings only)")
+    p.add_argument("--working-gsd", type=float, default=None,
+                   help="metres per pixel the segmentation model sees (default: its checkpoint's working resolution; 0: never resample)")
     p.add_argument("--gsd", type=float, default=None,
                    help="metres per pixel of the images, for the minimum areas in m² (default: the named layout's: LEVIR-CD 0.5, EGY-BCD 0.25, SZTAKI 1.5)")
     p.add_argument("--tolerance-px", type=int, default=None)
@@ -81,7 +83,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     checkpoint = load_checkpoint(args.checkpoint)
-    predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap)
+    predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, working_gsd=args.working_gsd)
     runner, change_ckpt = None, None
     if not args.no_change_model and (args.change_checkpoint is not None or BUNDLED_CHANGE_CHECKPOINT.is_file()):
         model, change_ckpt = load_change_model(args.change_checkpoint)
@@ -108,6 +110,6 @@ def main(argv: list[str]) -> int:
             print(f"  {name:<38} " + "  ".join(f"{m}: F1 {v['f1']:.3f} IoU {v['iou']:.3f}" for m, v in by_method.items()))
     if args.json is not None:
         args.json.write_text(json.dumps({"folder": str(args.folder), "pairs": list(per_pair), "params": params.as_dict(),
-                                         "gsd": args.gsd, "kinds": args.kinds, "scores": results, "per_pair": per_pair}, indent=1))
+                                         "gsd": args.gsd, "working_gsd": predictor.working_gsd, "kinds": args.kinds, "scores": results, "per_pair": per_pair}, indent=1))
     return 0
 

@@ -8,10 +8,13 @@ from landsentry.models.vocabulary.errors import InputError
 
 
 def check_common_options(args: argparse.Namespace) -> None:
-    """InputError for the first bad one of --gsd, --tile, --overlap, --batch-size, --threads present in `args`."""
+    """InputError for the first bad one of --gsd, --working-gsd, --tile, --overlap, --batch-size, --threads present in `args`."""
     gsd = getattr(args, "gsd", None)
     if gsd is not None and not (math.isfinite(gsd) and gsd > 0):
         raise InputError("--gsd must be a positive number of metres per pixel")
+    working = getattr(args, "working_gsd", None)
+    if working is not None and not (math.isfinite(working) and working >= 0):
+        raise InputError("--working-gsd must be a number of metres per pixel, or 0 for never resampling")
     tile = getattr(args, "tile", None)
     if tile is not None and (tile < 64 or tile % 32):
         raise InputError("--tile must be a multiple of 32 and at least 64")

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", help="auto (float32 on the CPU, bfloat16/float16 on CUDA), float32, float16, bfloat16")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all cores)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each window with its mirror images (4x the model time)")
+    p.add_argument("--working-gsd", type=float, default=None,
+                   help="metres per pixel the model sees: inputs of known ground size are resampled to it and the outputs "
+                        "back to the input's grid (default: the checkpoint's working resolution, if it records one; 0: never)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     pair = p.add_argument_group("two dates and flags")
     pair.add_argument("--before", type=Path, default=None, help="the before image: IMAGE is then the after image and change is flagged")
@@ -79,7 +82,8 @@ def main(argv: list[str]) -> int:
     rules, params = flag_rules(args), change_params(args)
     checkpoint = load_checkpoint(args.checkpoint)
     predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                          backend=args.backend, precision=args.precision, threads=args.threads, tta=args.tta)
+                          backend=args.backend, precision=args.precision, threads=args.threads, tta=args.tta,
+                          working_gsd=args.working_gsd)
     runner = change_runner(args, params) if args.before is not None else None
     bar = None
 

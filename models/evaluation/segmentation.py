@@ -19,12 +19,13 @@ def source_of(record_source: str) -> str:
 
 
 def score_by_source(predictor: Predictor, images: Sequence[LabelledImage], sources: Sequence[str],
-                    rank: int = 0, world: int = 1) -> dict[str, ConfusionMatrix]:
-    """One confusion matrix per source (`sources[i]` names image i's), each summed across DDP ranks."""
+                    rank: int = 0, world: int = 1, zooms: Sequence[float] | None = None) -> dict[str, ConfusionMatrix]:
+    """One confusion matrix per source (`sources[i]` names image i's), each summed across DDP ranks.
+    `zooms[i]`: image i's resampling factor (`models.inference.resolution`; default 1)."""
     matrices = {name: ConfusionMatrix(predictor.checkpoint.num_classes) for name in sorted(set(sources))}
     for i in range(rank, len(images), world):
         image, mask = images[i]
-        probs = predictor.predict_array(np.asarray(image, dtype=np.float32))
+        probs = predictor.predict_array(np.asarray(image, dtype=np.float32), zoom=zooms[i] if zooms else 1.0)
         matrices[sources[i]].update(mask, probs.argmax(0))
     for matrix in matrices.values():  # every rank reduces every source, in the same order
         matrix.all_reduce()

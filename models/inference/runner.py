@@ -8,6 +8,7 @@ probability out) are the same runner with a different number of inputs and a dif
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Iterator
 
 import numpy as np
@@ -18,6 +19,7 @@ from torch.nn import functional as F
 
 from landsentry.models.inference.backends import build_runner, resolve_backend
 from landsentry.models.inference.device import default_batch_size, default_precision, resolve_device
+from landsentry.models.inference.resolution import check_zoom, working_gsd as working_gsd_of
 from landsentry.models.inference.tiling import Strip, StripStitcher, default_overlap, stitch_windows
 from landsentry.models.inference.timing import NO_TIMER, Timer
 from landsentry.models.io.fill import fill_invalid
@@ -61,14 +63,30 @@ class WindowRunner:
         self.precision = precision
         self.in_channels = len(tuple(mean))
         self.tta = tta
+        self.zoom = 1.0  # the default resampling factor of every window (ChangeRunner: its checkpoint's)
         self._run = build_runner(self.model, mean, std, self.device, self.backend, precision, threads, inputs=self.inputs)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def predict_batch(self, *batches: np.ndarray, zoom: float | None = None) -> np.ndarray:
+        """One N x C x h x w float32 batch (0..255) per input -> N x K x h x w probabilities.
+
+        `zoom` (default `self.zoom`) resamples the batch by that factor before the network and the
+        probabilities back to h x w, so the network sees objects at its working resolution while the
+        outputs stay on the input's grid (`models.inference.resolution`)."""
+        zoom = check_zoom(self.zoom if zoom is None else zoom)
+        if zoom == 1.0:
+            return self._predict_native(*batches)
+        h, w = batches[0].shape[-2:]
+        size = (max(32, round(h * zoom)), max(32, round(w * zoom)))
+        zoomed = [F.interpolate(torch.from_numpy(np.ascontiguousarray(b, np.float32)), size=size, mode="bilinear",
+                                align_corners=False, antialias=zoom < 1).numpy() for b in batches]
+        probs = torch.from_numpy(self._predict_native(*zoomed))
+        return F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False, antialias=zoom > 1).numpy()
+
     @torch.inference_mode()
-    def predict_batch(self, *batches: np.ndarray) -> np.ndarray:
-        """One N x C x h x w float32 batch (0..255) per input -> N x K x h x w probabilities."""
+    def _predict_native(self, *batches: np.ndarray) -> np.ndarray:
         x = [torch.from_numpy(np.ascontiguousarray(b[:, : self.in_channels])).to(self.device, torch.float32) for b in batches]
         h, w = x[0].shape[-2:]
         pad_h, pad_w = (-h) % 32, (-w) % 32
@@ -86,10 +104,13 @@ class WindowRunner:
             total = probs if total is None else total + probs
         return (total[..., :h, :w] / 4).cpu().numpy()
 
-    def iter_strips(self, *sources, progress: ProgressFn | None = None, timer: Timer = NO_TIMER) -> Iterator[Strip]:
+    def iter_strips(self, *sources, progress: ProgressFn | None = None, timer: Timer = NO_TIMER,
+                    zoom: float | None = None) -> Iterator[Strip]:
         """Blended probabilities of the whole grid, top to bottom, in finished strips (valid: all sources valid).
         Invalid pixels (nodata, masks, alpha, NaN) of each source are filled from their valid neighbours
-        before the network sees them (`models.io.fill`); their results are marked invalid all the same."""
+        before the network sees them (`models.io.fill`); their results are marked invalid all the same.
+        `zoom`: as in `predict_batch` (windows stay `tile` input pixels; the network sees tile * zoom)."""
+        zoom = check_zoom(self.zoom if zoom is None else zoom)
         info = sources[0].info
         stitcher = StripStitcher(info.height, info.width, self.outputs, self.tile, self.overlap)
 
@@ -101,7 +122,7 @@ class WindowRunner:
                 valid &= ok
             return bands, valid
 
-        strips = stitch_windows(stitcher, read, self.predict_batch, self.batch_size, progress, timer, self.stage)
+        strips = stitch_windows(stitcher, read, partial(self.predict_batch, zoom=zoom), self.batch_size, progress, timer, self.stage)
         yield from timer.timed_iter("tiles", strips)
 
     @property
@@ -114,9 +135,12 @@ class Predictor(WindowRunner):
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto", tile: int = 512, overlap: int | None = None,
                  batch_size: int | None = None, model: nn.Module | None = None, backend: str = "auto",
-                 precision: str = "auto", threads: int | None = None, tta: bool = False) -> None:
-        """`model` overrides the checkpoint's weights (training evaluates its live model this way)."""
+                 precision: str = "auto", threads: int | None = None, tta: bool = False, working_gsd: float | None = None) -> None:
+        """`model` overrides the checkpoint's weights (training evaluates its live model this way).
+        `working_gsd`: metres per pixel inputs of known ground size are resampled to (default: the
+        checkpoint's `metadata["gsd"]`; 0: never resample; `models.inference.resolution`)."""
         self.checkpoint = checkpoint
+        self.working_gsd = working_gsd_of(checkpoint.metadata) if working_gsd is None else (float(working_gsd) or None)
         self.num_classes = checkpoint.num_classes
         network = model if model is not None else checkpoint.build_model()
         super().__init__(network, checkpoint.mean, checkpoint.std, device, tile, overlap, batch_size, backend, precision,
@@ -129,9 +153,9 @@ class Predictor(WindowRunner):
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.softmax(dim=1)
 
-    def predict_array(self, image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    def predict_array(self, image: np.ndarray, valid: np.ndarray | None = None, zoom: float | None = None) -> np.ndarray:
         """Probabilities (K x H x W) for a C x H x W image already in memory, with the same tiling."""
-        strips = list(self.iter_strips(ArraySource(image, valid)))
+        strips = list(self.iter_strips(ArraySource(image, valid), zoom=zoom))
         return np.concatenate([s.probs for s in strips], axis=1)
 
 
@@ -148,13 +172,12 @@ class ChangeRunner(WindowRunner):
         (default: the checkpoint's `metadata["zoom"]`, else 1): the frozen ImageNet features separate
         objects better when they are larger, at zoom² the cost."""
         self.checkpoint = checkpoint
-        self.zoom = float(zoom if zoom is not None else (checkpoint.metadata.get("zoom", 1.0) if checkpoint else 1.0))
-        if not 0.25 <= self.zoom <= 4:
-            raise ValueError(f"zoom must be between 0.25 and 4, got {self.zoom}")
+        zoom = check_zoom(float(zoom if zoom is not None else (checkpoint.metadata.get("zoom", 1.0) if checkpoint else 1.0)))
         channels = model.encoder.stem[0].in_channels
         mean = tuple(checkpoint.mean) if checkpoint else IMAGENET_MEAN[:channels]
         std = tuple(checkpoint.std) if checkpoint else IMAGENET_STD[:channels]
         super().__init__(model.eval(), mean, std, device, tile, overlap, batch_size, backend, "auto", threads)
+        self.zoom = zoom
 
     @property
     def outputs(self) -> int:
@@ -162,17 +185,6 @@ class ChangeRunner(WindowRunner):
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)
-
-    def predict_batch(self, *batches: np.ndarray) -> np.ndarray:
-        """As `WindowRunner.predict_batch`, at `zoom`."""
-        if self.zoom == 1.0:
-            return super().predict_batch(*batches)
-        h, w = batches[0].shape[-2:]
-        size = (max(32, round(h * self.zoom)), max(32, round(w * self.zoom)))
-        zoomed = [F.interpolate(torch.from_numpy(np.ascontiguousarray(b, np.float32)), size=size, mode="bilinear",
-                                align_corners=False, antialias=self.zoom < 1).numpy() for b in batches]
-        probs = torch.from_numpy(super().predict_batch(*zoomed))
-        return F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False, antialias=self.zoom > 1).numpy()
 
 
 def classes_and_confidence(strip: Strip, nodata: int = 255) -> tuple[np.ndarray, np.ndarray]:
