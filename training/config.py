@@ -48,6 +48,7 @@ class TrainConfig:
     class_balance_power: float = 0.5
     rare_crop_prob: float = 0.5  # share of crops centred on a building/road/bare-soil pixel
     scale_range: list[float] = field(default_factory=lambda: [0.75, 1.5])  # crop scale jitter (ground resolutions seen)
+    working_gsd: float | None = None  # m/px: crops of sources with a known ground resolution are zoomed by gsd / working_gsd (times scale_range); recorded in the checkpoint
     color_strength: float = 1.0  # colour jitter ranges (brightness, contrast, saturation, hue, gamma) times this
     grayscale_p: float = 0.1  # share of crops made panchromatic
     freeze_blocks: int = 0  # encoder stem + this many first blocks keep their ImageNet weights (3: strides 2 and 4; faster)
@@ -122,6 +123,8 @@ def make_config(values: dict) -> TrainConfig:
         raise InputError("data_weights needs one non-negative share per data spec, not all zero")
     if len(cfg.scale_range) != 2 or not 0 < cfg.scale_range[0] <= cfg.scale_range[1]:
         raise InputError("scale_range takes two positive numbers, low then high")
+    if cfg.working_gsd is not None and not 0.05 <= cfg.working_gsd <= 10:
+        raise InputError("working_gsd must be a ground resolution in metres per pixel between 0.05 and 10")
     if not 0 <= cfg.freeze_blocks <= 16:
         raise InputError("freeze_blocks must be between 0 and 16 (the encoder's blocks)")
     if cfg.crop_size % 32 or cfg.crop_size < 64:

@@ -34,6 +34,9 @@ class DataSetup:
     held_back: list[str] = field(default_factory=list)
     """Test groups of the layouts kept out of training (never trained on, never used for selection)."""
 
+    val_zooms: list[float] = field(default_factory=list)
+    """Each validation image's zoom to the working resolution (`source_zoom`), as predict would resample it."""
+
     @property
     def val_sources(self) -> list[str]:
         """The dataset each validation image comes from: held-out scores are averaged over these."""
@@ -85,6 +88,18 @@ def crop_shares(n: int, weights: list[float]) -> list[int]:
     return shares
 
 
+def source_zoom(gsd: float | None, working_gsd: float | None) -> float:
+    """How much a source's crops are zoomed so they show the ground at the working resolution (1 when either is unknown)."""
+    return gsd / working_gsd if gsd and working_gsd else 1.0
+
+
+def transform_for(cfg: TrainConfig, gsd: float | None):
+    """The training augmentation of a source of ground resolution `gsd`: scale_range around its zoom to working_gsd."""
+    zoom = source_zoom(gsd, cfg.working_gsd)
+    return train_transform(cfg.crop_size, scale=(cfg.scale_range[0] * zoom, cfg.scale_range[1] * zoom), class_aware_p=cfg.rare_crop_prob,
+                           grayscale_p=cfg.grayscale_p, color_strength=cfg.color_strength)
+
+
 def build_data(cfg: TrainConfig) -> DataSetup:
     """Training dataset (random crops, area-weighted or by `data_weights`), whole validation images and class pixel counts."""
     per_spec, held_back = [], []
@@ -104,16 +119,16 @@ def build_data(cfg: TrainConfig) -> DataSetup:
         raise InputError("every training image is held out for validation; hold out fewer groups")
     replay_records = [r for spec in cfg.replay for r in records_from_spec(spec)]
 
-    transform = train_transform(cfg.crop_size, scale=tuple(cfg.scale_range), class_aware_p=cfg.rare_crop_prob,
-                                grayscale_p=cfg.grayscale_p, color_strength=cfg.color_strength)
+    transform = transform_for(cfg, None)
     n_replay = round(cfg.samples_per_epoch * cfg.replay_share) if replay_records else 0
     n_train = cfg.samples_per_epoch - n_replay
     parts: list[Dataset] = []
-    if cfg.data_weights:
-        for kept, n in zip(per_spec, crop_shares(n_train, cfg.data_weights)):
+    if cfg.data_weights or cfg.working_gsd:  # one dataset per source: its own share, its own zoom
+        weights = cfg.data_weights or [len(kept) for kept in per_spec]
+        for spec, kept, n in zip(cfg.data, per_spec, crop_shares(n_train, weights)):
             mine = [r for r in kept if r.group not in holdout]
             if mine and n:
-                parts.append(SegmentationDataset(mine, transform, n, cfg.in_channels))
+                parts.append(SegmentationDataset(mine, transform_for(cfg, parse_spec(spec)[0].gsd), n, cfg.in_channels))
     else:
         parts.append(SegmentationDataset(train_records, transform, n_train, cfg.in_channels))
     if n_replay:
@@ -130,4 +145,6 @@ def build_data(cfg: TrainConfig) -> DataSetup:
              "replay": list(cfg.replay), "replay_share": cfg.replay_share if replay_records else 0.0}
     if cfg.data_weights:
         specs["data_weights"] = list(cfg.data_weights)
-    return DataSetup(train, train_records, val_records, replay_records, val_images, class_pixels, specs, held_back)
+    gsd_of = {parse_spec(spec)[0].name: parse_spec(spec)[0].gsd for spec in [*cfg.data, *cfg.val_data]}
+    val_zooms = [source_zoom(gsd_of.get(source_of(r.source)), cfg.working_gsd) for r in val_records]
+    return DataSetup(train, train_records, val_records, replay_records, val_images, class_pixels, specs, held_back, val_zooms)

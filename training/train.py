@@ -99,14 +99,14 @@ def train_one_epoch(
 
 
 def evaluate(model: nn.Module, checkpoint: Checkpoint, val_images: list, val_sources: list[str], device: torch.device,
-             tile: int, rank: int = 0, world: int = 1) -> dict[str, ConfusionMatrix]:
+             tile: int, rank: int = 0, world: int = 1, zooms: list[float] | None = None) -> dict[str, ConfusionMatrix]:
     """Per-class IoU on WHOLE held-out images, tiled exactly as inference tiles them, one matrix per source.
 
     Each rank scores its share of the images; the confusion matrices are summed across ranks.
     """
     model.eval()
     predictor = Predictor(checkpoint, device=str(device), tile=tile, batch_size=4, model=model)  # inference's overlap
-    return score_by_source(predictor, val_images, val_sources, rank, world)
+    return score_by_source(predictor, val_images, val_sources, rank, world, zooms)
 
 
 def freeze_first_blocks(model: nn.Module, blocks: int) -> list[nn.Module]:
@@ -278,7 +278,7 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
                                 channels_last=cfg.channels_last,
                                 on_step=progress.stepper(epoch, cfg.epochs, steps_per_epoch))
         snapshot = _checkpoint(bare, arch, cfg, data, parent, epoch, history, {})
-        matrices = evaluate(bare, snapshot, data.val_images, data.val_sources, device, cfg.eval_tile, rank, world) if data.val_images else None
+        matrices = evaluate(bare, snapshot, data.val_images, data.val_sources, device, cfg.eval_tile, rank, world, data.val_zooms) if data.val_images else None
         metrics = held_out_metrics(matrices) if matrices else {}
         record = {"epoch": epoch, "loss": round(stats["loss"], 4), "samples_per_s": round(stats["samples_per_s"], 2),
                   "miou": metrics.get("miou"), "iou": metrics.get("iou"),
@@ -331,7 +331,7 @@ def _checkpoint(model: nn.Module, arch: dict, cfg: TrainConfig, data: DataSetup,
     metadata = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "epoch": epoch, "metrics": metrics, "history": list(history), "parent": parent,
-        "data": data.manifest(), "config": config_dict(cfg),
+        "data": data.manifest(), "config": config_dict(cfg), "gsd": cfg.working_gsd,
         "hardware": {"device": str(next(model.parameters()).device), "torch": str(torch.__version__),
                      "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
                      "world_size": int(os.environ.get("WORLD_SIZE", "1"))},
