@@ -164,6 +164,7 @@ def run_batch(tasks: list[SceneTask], outdir: Path, options: EngineOptions, fini
         begin = time.time()
         ran = run_tasks(cluster, todo, options.retries, ledger, on_result) if todo else []
         processing = time.time() - begin
+        clean_stale_work(outdir)  # every task of this run is finished: what is left belongs to attempts on lost workers
         about = {"scheduler": None, "dashboard": None, "local": None, "workers": []}
         if cluster is not None:
             about = {"scheduler": cluster.scheduler, "dashboard": cluster.dashboard, "local": cluster.local,
