@@ -1,7 +1,8 @@
 """The FastAPI app: `create_app(settings)` wires settings, store, model, worker, routers and the page.
 
-The lifespan opens the store, marks jobs a killed server left running (resume or retry), registers
-the starting checkpoint on first start, loads the active model once and starts the worker process.
+The lifespan opens the store, marks jobs a killed server left running (resume or retry), removes
+the temporary folders a killed process left behind, registers the starting checkpoint on first
+start, loads the active model once and starts the worker process.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from landsentry.models.vocabulary.errors import LandsentryError
 
-from landsentry.api import errors
+from landsentry.api import errors, openapi
 from landsentry.api.limits import BodyLimit
 from landsentry.api.routers import examples, health, interpret, jobs, models, samples, train
 from landsentry.api.settings import Settings
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.lock = hold_data_dir(settings.data_dir)
         for job in store.recover():
             log.warning("job %s (%s) was interrupted by a restart: %s", job["id"], job["type"], job["error"] or job["message"])
+        for path in store.clean_leftovers():
+            log.warning("removed %s, left behind by a killed process", path.relative_to(settings.data_dir))
         register_initial(store, settings.model)
         holder = ModelHolder(store, settings.device)
         holder.ensure()
@@ -96,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Roads, earthworks and buildings in satellite and aerial imagery; new ones between two dates; retraining on your samples.")
     app.state.settings = settings
     errors.install(app)
+    openapi.install(app, {"epochs": settings.max_train_epochs, "steps_per_epoch": settings.max_train_steps})
     for module in (health, interpret, jobs, samples, train, models, examples):
         app.include_router(module.router)
     STATIC.mkdir(exist_ok=True)

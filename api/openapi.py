@@ -2,11 +2,14 @@
 
 Every 4xx of this service has the body `{"detail": str}` (api/errors.py turns every error into it);
 `refusals(...)` documents the codes a route can answer with that body, replacing FastAPI's default
-422 (a list of validation errors), which this service never sends.
+422 (a list of validation errors), which this service never sends. `install` adds what FastAPI's
+parameters cannot say (a sample takes an image or a job_id, exactly one).
 """
 from __future__ import annotations
 
 from typing import Any
+
+from fastapi import FastAPI
 
 from landsentry.api.schemas import ErrorBody
 
@@ -30,3 +33,26 @@ def download(media_types: list[str], what: str) -> dict[int | str, dict[str, Any
     """`responses=` entry for a route that answers with a file of one of these types, not JSON."""
     binary = {"schema": {"type": "string", "format": "binary"}}
     return {200: {"description": what, "content": {media: binary for media in media_types}}}
+
+
+EXACTLY_ONE_OF = {("/v1/samples", "post"): ("image", "job_id")}
+"""Form fields of which a request must give exactly one: a rule FastAPI's parameters cannot state."""
+
+
+def install(app: FastAPI, caps: dict[str, int]) -> None:
+    """`app.openapi` with the rules above added to the request bodies, and this server's caps on a train
+    request (`caps`: TrainRequest field -> largest value the settings allow), so the document says what is refused."""
+    build = app.openapi
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()
+            for (path, method), fields in EXACTLY_ONE_OF.items():
+                ref = doc["paths"][path][method]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+                doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]["oneOf"] = [{"required": [f]} for f in fields]
+            train = doc["components"]["schemas"]["TrainRequest"]["properties"]
+            for field, cap in caps.items():
+                train[field]["maximum"] = min(cap, train[field].get("maximum", cap))
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]

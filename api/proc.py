@@ -44,19 +44,18 @@ def start_child(cmd: list[str], out, threads: int, cwd: Path) -> subprocess.Pope
 
 
 def run_child(cmd: list[str], log: Path, threads: int, stop: threading.Event, cwd: Path,
-              on_poll: Callable[[], None] | None = None) -> int:
-    """Run a command with output appended to `log`; killed with its parent (Linux) or when `stop` is set."""
+              on_poll: Callable[[], bool | None] | None = None) -> int:
+    """Run a command with output appended to `log`; killed with its parent (Linux), when `stop` is set, or
+    when `on_poll` (called twice a second) returns True (a cancelled job)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = start_child(cmd, out, threads, cwd)
         try:
             while proc.poll() is None:
-                if stop.wait(0.5):
+                if stop.wait(0.5) or (on_poll is not None and on_poll()):
                     proc.terminate()
                     proc.wait(10)
                     break
-                if on_poll:
-                    on_poll()
         finally:
             if proc.poll() is None:
                 proc.kill()

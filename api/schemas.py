@@ -15,7 +15,7 @@ from typing_extensions import NotRequired, TypedDict
 from landsentry.api.train_job import DEFAULT_EPOCHS, DEFAULT_STEPS
 
 RGB = Annotated[list[int], Field(min_length=3, max_length=3, description="red, green, blue (0-255)")]
-JobStatus = Literal["queued", "running", "done", "failed"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
 class ErrorBody(BaseModel):
@@ -170,8 +170,10 @@ class SampleList(BaseModel):
 
 
 class TrainRequest(BaseModel):
-    epochs: int = Field(DEFAULT_EPOCHS, ge=1, le=50, description="passes, each ending with a score on the held-out samples")
-    steps_per_epoch: int = Field(DEFAULT_STEPS, ge=1, le=2000, description="optimiser steps (batches of 4 crops) per epoch")
+    epochs: int = Field(DEFAULT_EPOCHS, ge=1, le=50, description="passes, each ending with a score on the held-out samples "
+                        "(the server's cap, LANDSENTRY_MAX_TRAIN_EPOCHS, may be lower)")
+    steps_per_epoch: int = Field(DEFAULT_STEPS, ge=1, le=2000, description="optimiser steps (batches of 4 crops) per epoch "
+                                 "(the server's cap, LANDSENTRY_MAX_TRAIN_STEPS, may be lower)")
 
 
 class Example(BaseModel):

@@ -34,7 +34,12 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(200, gt=0, description="whole request body, in MB")
     max_upload_pixels: int = Field(400_000_000, gt=0, description="per uploaded image (width x height), from its header")
     max_sample_pixels: int = Field(4096 * 4096, gt=0, description="per annotated sample")
+    max_job_pixels: int = Field(400_000_000, gt=0, description="all images of one interpret request together (a per-job budget)")
     inline_max_pixels: int = Field(2 * 1024 * 1024, gt=0, description="larger interpret requests become background jobs")
+    small_job_max_pixels: int = Field(16 * 1024 * 1024, gt=0, description="queued jobs up to this size have a lane of their "
+                                      "own in the worker, so they never wait behind a larger one")
+    max_train_epochs: int = Field(10, gt=0, description="most epochs one POST /v1/train may ask for")
+    max_train_steps: int = Field(200, gt=0, description="most steps per epoch one POST /v1/train may ask for")
     preview_max_pixels: int = Field(4096 * 4096, gt=0, description="after.png / classes.png (for annotation) only up to this size")
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, description="inline interpretations at once")
     threads: int = Field(1, description="torch threads per process (server, worker, training): no oversubscription")

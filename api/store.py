@@ -2,7 +2,8 @@
 
 The server and the worker process share one database file; each call opens its own short
 connection (cheap for SQLite, and safe across threads and processes). State changes that must not
-race - claiming a queued job, refusing a second train job - are single SQL statements.
+race - claiming a queued job, refusing a second train job, cancelling - are single SQL statements.
+`cancelled` is final: no later update (progress, done, failed) changes a cancelled job.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 ACTIVE_STATES = ("queued", "running")
 MAX_ATTEMPTS = 3  # an interpret job interrupted this often is failed instead of retried
+LEFTOVERS = (("jobs", "*/.out-*"), ("samples", ".incoming-*"))
+"""Temporary folders a killed process leaves behind (under the data directory), removed at start."""
 
 
 def now() -> str:
@@ -142,32 +145,63 @@ class Store:
     def list_jobs(self, limit: int = 200) -> list[dict]:
         return [self._job(r) for r in self._all("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,))]  # type: ignore[misc]
 
-    def claim_job(self, type_: str, owner: str) -> dict | None:
-        """The oldest queued job of a type, now marked running for `owner`; None when there is none."""
+    def claim_job(self, type_: str, owner: str, max_pixels: int | None = None) -> dict | None:
+        """The oldest queued job of a type, now marked running for `owner`; None when there is none.
+        `max_pixels`: only jobs whose inputs hold at most this many pixels (params.pixels; the small-job lane)."""
         row = self._one(
             "UPDATE jobs SET status = 'running', owner = ?, attempts = attempts + 1, updated = ? "
-            "WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND type = ? ORDER BY created LIMIT 1) RETURNING *",
-            (owner, now(), type_))
+            "WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND type = ? "
+            "AND (? IS NULL OR json_extract(params, '$.pixels') <= ?) ORDER BY created LIMIT 1) RETURNING *",
+            (owner, now(), type_, max_pixels, max_pixels))
         return self._job(row)
 
-    def update_job(self, job_id: str, **fields: Any) -> None:
+    def update_job(self, job_id: str, **fields: Any) -> bool:
+        """Change a job's fields unless it was cancelled; returns whether it did."""
         if "params" in fields:
             fields["params"] = json.dumps(fields["params"])
         if "result" in fields:
             fields["result"] = json.dumps(fields["result"], default=str) if fields["result"] is not None else None
         fields["updated"] = now()
         columns = ", ".join(f"{k} = ?" for k in fields)
-        self._run(f"UPDATE jobs SET {columns} WHERE id = ?", (*fields.values(), job_id))
+        return self._run(f"UPDATE jobs SET {columns} WHERE id = ? AND status != 'cancelled'", (*fields.values(), job_id)) > 0
 
-    def finish_job(self, job_id: str, result: dict, message: str = "done") -> None:
-        self.update_job(job_id, status="done", progress=1.0, message=message, result=result, error=None)
+    def finish_job(self, job_id: str, result: dict, message: str = "done") -> bool:
+        """Mark a job done (False when it was cancelled meanwhile: its files are then the caller's to remove)."""
+        return self.update_job(job_id, status="done", progress=1.0, message=message, result=result, error=None)
 
     def fail_job(self, job_id: str, error: str) -> None:
         self.update_job(job_id, status="failed", message="failed", error=error)
 
+    def cancel_job(self, job_id: str) -> dict | None:
+        """Cancel a queued or running job (one statement: a worker cannot claim it in between); returns it as
+        it is now, or None when it was not queued or running. A queued job's files go at once; a running
+        job's owner notices within seconds (`is_cancelled`), stops and removes them."""
+        row = self._one("UPDATE jobs SET status = 'cancelled', message = 'cancelled', updated = ? "
+                        "WHERE id = ? AND status IN ('queued', 'running') RETURNING *", (now(), job_id))
+        job = self._job(row)
+        if job is not None and job["owner"] is None:  # never started: nobody else holds its files
+            self.discard_files(job_id)
+        return job
+
+    def is_cancelled(self, job_id: str) -> bool:
+        row = self._one("SELECT status FROM jobs WHERE id = ?", (job_id,))
+        return row is not None and row["status"] == "cancelled"
+
+    def discard_files(self, job_id: str) -> None:
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def clean_leftovers(self) -> list[Path]:
+        """At start: remove what killed processes left behind - temporary result and upload folders, and the
+        files of jobs cancelled while their owner was dying. Returns what was removed."""
+        gone = [p for base, pattern in LEFTOVERS for p in (self.data_dir / base).glob(pattern) if p.is_dir()]
+        gone += [self.job_dir(r["id"]) for r in self._all("SELECT id FROM jobs WHERE status = 'cancelled'") if self.job_dir(r["id"]).exists()]
+        for path in gone:
+            shutil.rmtree(path, ignore_errors=True)
+        return gone
+
     def delete_job(self, job_id: str) -> None:
         self._run("DELETE FROM jobs WHERE id = ?", (job_id,))
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        self.discard_files(job_id)
 
     def recover(self, owner: str | None = None) -> list[dict]:
         """After a restart: every job left `running` belonged to a process that is gone (with `owner`:

@@ -8,7 +8,8 @@ mixing in the parent's own training data as replay where those folders exist on 
 run reports progress, and the reason it failed, as JSON lines in `JOB/run/progress.jsonl`
 (api/train_progress.py). Every epoch it writes `JOB/run/last.pt` atomically, so a job interrupted by
 a restart resumes from its last finished epoch (`--resume`). Metrics: per-class IoU of the new
-weights on the held-out samples (whole images), and the parent's IoU on the same samples.
+weights on the held-out samples (whole images), and the parent's IoU on the same samples. A cancelled
+job's child process is terminated within a second or so, and its files are removed.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Callable
 
 from landsentry.models.nn.checkpoint import load_checkpoint
 from landsentry.models.vocabulary.errors import LandsentryError
@@ -119,13 +121,14 @@ def train_command(job_dir: Path, parent_file: Path, params: dict, replay: list[s
     return python_module("landsentry", "train", "--config", str(config))
 
 
-def evaluate_parent(job_dir: Path, parent_file: Path, threads: int, device: str, stop: threading.Event) -> dict | None:
+def evaluate_parent(job_dir: Path, parent_file: Path, threads: int, device: str, stop: threading.Event,
+                    cancelled: Callable[[], bool] | None = None) -> dict | None:
     """The parent's IoU on the same held-out samples, with `landsentry evaluate` (for comparison)."""
     out = job_dir / "run" / "parent_eval.json"
     if not out.is_file():
         cmd = python_module("landsentry", "evaluate", "--checkpoint", str(parent_file),
                             "--data", f"folder:{job_dir / 'data' / 'val'}", "--device", device, "--json", str(out))
-        if run_child(cmd, job_dir / "run" / "evaluate.out", threads, stop, cwd=job_dir) != 0 or not out.is_file():
+        if run_child(cmd, job_dir / "run" / "evaluate.out", threads, stop, cwd=job_dir, on_poll=cancelled) != 0 or not out.is_file():
             return None
     scores = json.loads(out.read_text())
     return {k: scores.get(k) for k in ("miou", "iou", "pixel_accuracy")}
@@ -141,6 +144,10 @@ def run_train_job(store: Store, settings: Settings, job: dict, stop: threading.E
     parent_file = store.model_path(parent)
     run = job_dir / "run"
     model_id = "m_" + job["id"].split("_", 1)[1]
+
+    def cancelled() -> bool:
+        return store.is_cancelled(job["id"])
+
     try:
         if store.get_model(model_id) is None:
             replay = params.get("replay")
@@ -151,19 +158,26 @@ def run_train_job(store: Store, settings: Settings, job: dict, stop: threading.E
             store.update_job(job["id"], message="resuming from the last finished epoch" if resumed else "starting")
             cmd = train_command(job_dir, parent_file, params, replay, settings.threads, settings.device)
 
-            def poll() -> None:
+            def poll() -> bool:
                 seen = progress_of(last_event(progress_file(job_dir)))
                 if seen is not None:
                     store.update_job(job["id"], progress=round(0.95 * seen[0], 4), message=seen[1])
+                return cancelled()
 
             code = run_child(cmd, run / "train.out", settings.threads, stop, cwd=job_dir, on_poll=poll)
+            if cancelled():
+                store.discard_files(job["id"])
+                return
             if stop.is_set():
                 return  # shutting down: the job stays running and is resumed after the restart
             if code != 0:
                 reason = failure_reason(last_event(progress_file(job_dir)))
                 store.fail_job(job["id"], f"training failed (exit {code}): {reason}")
                 return
-            register_version(store, settings, job, parent, model_id, replay, stop)
+            register_version(store, settings, job, parent, model_id, replay, stop, cancelled)
+            if cancelled():
+                store.discard_files(job["id"])
+                return
             if stop.is_set():
                 return
         store.finish_job(job["id"], {"model": _public(store, model_id)}, message=f"done: new model version {model_id}")
@@ -177,7 +191,8 @@ def _public(store: Store, model_id: str) -> dict:
     return public_model(store.get_model(model_id), store.active_model_id())  # type: ignore[arg-type]
 
 
-def register_version(store: Store, settings: Settings, job: dict, parent: dict, model_id: str, replay: list[str], stop: threading.Event) -> None:
+def register_version(store: Store, settings: Settings, job: dict, parent: dict, model_id: str, replay: list[str], stop: threading.Event,
+                     cancelled: Callable[[], bool] | None = None) -> None:
     """Copy the trained checkpoint into the store and record it with parent, data and metrics."""
     job_dir, params = store.job_dir(job["id"]), job["params"]
     run = job_dir / "run"
@@ -189,8 +204,8 @@ def register_version(store: Store, settings: Settings, job: dict, parent: dict, 
         own = ckpt.metadata.get("metrics") or {}
         metrics = {k: own.get(k) for k in ("miou", "iou", "pixel_accuracy")}
         metrics["evaluated_on"] = f"{len(params['val'])} held-out sample(s) (whole images, not trained on): {', '.join(params['val'])}"
-        metrics["parent"] = evaluate_parent(job_dir, store.model_path(parent), settings.threads, settings.device, stop)
-        if stop.is_set():
+        metrics["parent"] = evaluate_parent(job_dir, store.model_path(parent), settings.threads, settings.device, stop, cancelled)
+        if stop.is_set() or (cancelled is not None and cancelled()):
             return
     data = {"samples": params["train"], "held_out": params["val"], "replay": replay,
             "replay_share": REPLAY_SHARE if replay else 0.0, "epochs": params["epochs"],

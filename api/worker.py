@@ -1,9 +1,11 @@
 """The worker process: runs queued jobs outside the request path.
 
 Started by the server (`python -m landsentry.api.worker --settings DATA/worker-settings.json`, in the
-data directory) and killed with it. One thread runs interpret jobs (large inputs) one at a time with
-the active model; another runs train jobs, each as a `landsentry train` child process with one CPU
-thread, so inference stays responsive while training.
+data directory) and killed with it. Interpret jobs (large inputs) run in two lanes, each one job at
+a time with the active model: the small lane takes only jobs up to LANDSENTRY_SMALL_JOB_MAX_PIXELS,
+the other any job, oldest first - so one user's huge scene never makes everyone's small jobs wait.
+Another thread runs train jobs, each as a `landsentry train` child process with one CPU thread, so
+inference stays responsive while training. A cancelled job stops within seconds (api/cancel.py).
 An exclusive lock on `DATA/worker.lock` keeps a second worker from ever claiming jobs beside it.
 """
 from __future__ import annotations
@@ -37,14 +39,15 @@ def spawn(settings: Settings) -> subprocess.Popen:
                            settings.threads, cwd=settings.data_dir)
 
 
-def interpret_loop(store: Store, settings: Settings, stop: threading.Event, owner: str) -> None:
+def interpret_loop(store: Store, settings: Settings, stop: threading.Event, owner: str, holder, max_pixels: int | None = None) -> None:
+    """One lane of interpret jobs: those up to `max_pixels` (the small lane), or any (None). The lanes share
+    one ModelHolder (api/versions.py): one model loaded (and exported to ONNX) once, used by both."""
+    from landsentry.api.cancel import CancelWatch, JobCancelled
     from landsentry.api.inference import run_interpretation
-    from landsentry.api.versions import ModelHolder
     from landsentry.models.vocabulary.errors import LandsentryError
 
-    holder = ModelHolder(store, settings.device)
     while not stop.is_set():
-        job = store.claim_job("interpret", owner)
+        job = store.claim_job("interpret", owner, max_pixels)
         if job is None:
             stop.wait(POLL_S)
             continue
@@ -55,13 +58,17 @@ def interpret_loop(store: Store, settings: Settings, stop: threading.Event, owne
                 last[0] = time.monotonic()
                 store.update_job(job_id, progress=round(0.95 * done / max(total, 1), 4), message=f"{done}/{total} windows")
 
+        watch = CancelWatch(store, job["id"], progress)
         try:
             loaded = holder.ensure()
             store.update_job(job["id"], message="interpreting")
             result = run_interpretation(store.job_dir(job["id"]), loaded.predictor, holder.change_runner(),
-                                        bool(job["params"].get("wgs84")), settings.preview_max_pixels, progress)
+                                        job["params"], settings.preview_max_pixels, watch.progress, watch)
             result["model"] = loaded.model["id"]
-            store.finish_job(job["id"], result)
+            if not store.finish_job(job["id"], result):
+                raise JobCancelled(job["id"])
+        except JobCancelled:
+            store.discard_files(job["id"])
         except LandsentryError as exc:
             store.fail_job(job["id"], str(exc))
         except Exception as exc:  # a bug, not bad input: keep the worker alive, say what happened
@@ -95,8 +102,12 @@ def run(settings: Settings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     owner = f"worker:{os.getpid()}"
-    threads = [threading.Thread(target=loop, args=(store, settings, stop, owner), daemon=True, name=loop.__name__)
-               for loop in (interpret_loop, train_loop)]
+    from landsentry.api.versions import ModelHolder
+
+    holder = ModelHolder(store, settings.device)
+    lanes = [(interpret_loop, (holder, settings.small_job_max_pixels)), (interpret_loop, (holder, None)), (train_loop, ())]
+    threads = [threading.Thread(target=loop, args=(store, settings, stop, owner, *extra), daemon=True, name=f"{loop.__name__}-{i}")
+               for i, (loop, extra) in enumerate(lanes)]
     for t in threads:
         t.start()
     print(f"worker {os.getpid()} ready on {settings.data_dir}", flush=True)

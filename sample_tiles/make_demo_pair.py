@@ -137,8 +137,8 @@ def make(outdir: Path, seed: int = SEED) -> dict[str, Path]:
     for i, name in enumerate(PERMITTED, start=1):
         a, b, c, d = boxes[name]
         pad = 10  # a parcel is larger than the house on it
-        x0, y0 = transform * (a - pad, d + pad)
-        x1, y1 = transform * (c + pad, b - pad)
+        x0, y0 = transform @ (a - pad, d + pad)
+        x1, y1 = transform @ (c + pad, b - pad)
         ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
         geom = transform_geom(profile["crs"], "EPSG:4326", {"type": "Polygon", "coordinates": [ring]}, precision=7)
         features.append({"type": "Feature", "properties": {"permit": f"DEMO-{i:03d}", "house": name},

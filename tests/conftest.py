@@ -21,12 +21,6 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 torch.set_num_threads(int(os.environ.get("LANDSENTRY_TEST_THREADS", "2")))
 
 
-def pytest_configure(config):
-    # affine 3 marks `transform * (x, y)` (used inside rasterio.windows, once per polygon) as a
-    # pending deprecation: tens of thousands of identical warnings that would bury the summary
-    config.addinivalue_line("filterwarnings", "ignore:Use `@` matmul instead of `\\*` mul operator:PendingDeprecationWarning")
-
-
 TINY_ARCH = {"name": "unet_lite0", "in_channels": 3, "num_classes": 6, "decoder_channels": (16, 16, 16, 16)}
 
 

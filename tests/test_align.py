@@ -102,7 +102,7 @@ def test_before_at_another_resolution_still_aligns(naip, tmp_path):
     before, after = naip
     with rasterio.open(before) as src:
         coarse = src.read(out_shape=(src.count, src.height // 2, src.width // 2), resampling=Resampling.average)
-        t = src.transform * Affine.scale(src.width / coarse.shape[2], src.height / coarse.shape[1])
+        t = src.transform @ Affine.scale(src.width / coarse.shape[2], src.height / coarse.shape[1])
         crs = src.crs
     path = _write(tmp_path / "before_10m.tif", coarse, crs, t, nodata=0)
     with open_pair(path, after) as pair, rasterio.open(after) as ds, open_pair(before, after) as direct:
@@ -138,7 +138,7 @@ def test_partial_overlap_is_cropped_to_the_overlap(naip, tmp_path):
     before, after = naip
     with rasterio.open(before) as src:
         data = src.read()
-        shifted = src.transform * Affine.translation(500, -200)  # 2.5 km east, 1 km north
+        shifted = src.transform @ Affine.translation(500, -200)  # 2.5 km east, 1 km north
         path = _write(tmp_path / "shifted.tif", data, src.crs, shifted, nodata=0)
     with open_pair(path, after) as pair, rasterio.open(after) as ds:
         w = pair.window
@@ -152,12 +152,12 @@ def test_partial_overlap_is_cropped_to_the_overlap(naip, tmp_path):
 def test_no_overlap_is_a_clear_error(naip, tmp_path):
     before, after = naip
     with rasterio.open(before) as src:
-        far = src.transform * Affine.translation(src.width + 10, 0)
+        far = src.transform @ Affine.translation(src.width + 10, 0)
         path = _write(tmp_path / "far.tif", src.read(), src.crs, far, nodata=0)
     with pytest.raises(InputError, match="do not overlap on the ground"):
         open_pair(path, after)
     with rasterio.open(before) as src:
-        sliver = src.transform * Affine.translation(src.width - 5, 0)
+        sliver = src.transform @ Affine.translation(src.width - 5, 0)
         path = _write(tmp_path / "sliver.tif", src.read(), src.crs, sliver, nodata=0)
     with pytest.raises(InputError, match="overlap by only"):
         open_pair(path, after)
@@ -167,7 +167,7 @@ def test_band_counts_must_match(naip, tmp_path):
     before, after = naip
     with rasterio.open(before) as src:
         rgb = _write(tmp_path / "rgb.tif", src.read([1, 2, 3]), src.crs, src.transform, nodata=0)
-    with pytest.raises(InputError, match="different band counts: before rgb.tif has 3 band\\(s\\), after .* has 4"):
+    with pytest.raises(InputError, match=r"different band counts: the before image \(rgb\.tif\) has 3 band\(s\), the after image \(.*\) has 4"):
         open_pair(rgb, after)
 
 
@@ -189,7 +189,7 @@ def test_png_pairs_need_equal_sizes(tmp_path):
 def test_georeferenced_with_plain_image_is_refused(naip, tmp_path):
     before, _ = naip
     png = _png(tmp_path / "plain.png", (934, 723))
-    with pytest.raises(InputError, match="is georeferenced but plain.png is not"):
+    with pytest.raises(InputError, match=r"is georeferenced but the before image \(plain\.png\) is not"):
         open_pair(png, before)
 
 
@@ -206,3 +206,20 @@ def test_nir_tagged_as_alpha_is_data_when_resampling(naip, tmp_path):
         assert pair.resampled
         _, valid = _read_all(pair.before)
         assert valid[110:190, 110:290].all()
+
+
+def test_a_sliver_of_overlap_is_refused_and_the_share_reported(naip, tmp_path):
+    """Neighbouring tiles overlap by a few percent: under 10 % of both images is not a second date."""
+    before, after = naip
+    with rasterio.open(before) as src:
+        data, crs, transform, width, height = src.read(), src.crs, src.transform, src.width, src.height
+    sliver = _write(tmp_path / "neighbour.tif", data, crs, transform @ Affine.translation(width - 60, 0), nodata=0)
+    with pytest.raises(InputError, match=r"the before image \(neighbour.tif\) and the after image \(.*\) overlap on only 6.4% "
+                                         r"of the after image and 6.4% of the before image \(at least 10%"):
+        open_pair(sliver, after)
+    half = _write(tmp_path / "half.tif", data, crs, transform @ Affine.translation(width - 400, 0), nodata=0)
+    with open_pair(half, after) as pair:
+        share = round(400 * height / (width * height), 4)
+        assert pair.describe()["overlap_share"] == {"after": share, "before": share}
+    with open_pair(before, after) as pair:
+        assert pair.describe()["overlap_share"] == {"after": 1.0, "before": 1.0}

@@ -12,6 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
+import rasterio
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -206,3 +207,88 @@ def test_one_server_per_data_dir(tmp_path, tiny_checkpoint):
     finally:
         held.close()
     hold_data_dir(tmp_path).close()  # free again once the first lets go
+
+
+# --- the API's own words: its fields, its limits, the user's file names --------------------------------
+
+def test_many_bands_are_chosen_with_the_bands_form_field(client, shared_file):
+    from tests.bad_files import naip_crop
+
+    data, geo = naip_crop(shared_file, 128)
+    buffer = io.BytesIO()
+    with rasterio.open(buffer, "w", driver="GTiff", width=128, height=128, count=16, dtype="uint8", **geo) as ds:
+        ds.write(np.concatenate([data] * 6)[:16])
+    sixteen = buffer.getvalue()
+    r = client.post("/v1/interpret", files={"image": ("scene16.tif", sixteen)})
+    assert r.status_code == 422
+    assert "scene16.tif has 16 data band(s)" in detail(r) and "the form field 'bands'" in detail(r) and "--bands" not in detail(r)
+    r = client.post("/v1/interpret", files={"image": ("scene16.tif", sixteen)}, data={"bands": "17,2,1"})
+    assert r.status_code == 422 and "17 in the form field 'bands' is out of range" in detail(r)
+    r = client.post("/v1/interpret", files={"image": ("scene16.tif", sixteen)}, data={"bands": "three"})
+    assert r.status_code == 422 and "bands: comma-separated band numbers like 4,3,2" in detail(r)
+    r = client.post("/v1/interpret", files={"image": ("scene16.tif", sixteen)}, data={"bands": "3,2,1"})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["summary"]["inputs"]["image"]["bands"] == [3, 2, 1]
+
+
+@pytest.mark.parametrize("path", ["/v1/interpret", "/v1/samples"])
+def test_a_body_that_is_not_multipart_is_told_so(client, path):
+    r = client.post(path, json={"image": "scene.tif"})
+    assert r.status_code == 422 and "this request must be multipart/form-data" in detail(r) and "application/json" in detail(r)
+    r = client.post(path)
+    assert r.status_code == 422 and "had no form body" in detail(r)
+
+
+def test_a_text_field_where_a_file_belongs_is_named(client):
+    r = client.post("/v1/interpret", files={"image": ("a.png", rgb())}, data={"before": "null"})
+    assert r.status_code == 422 and detail(r) == "before must be a file (a form part with a filename), not a text field"
+
+
+def test_pair_errors_name_the_uploaded_files(client):
+    r = client.post("/v1/interpret", files={"image": ("2020.png", rgb(64, 64)), "before": ("2010.png", rgb(64, 80))})
+    assert r.status_code == 422
+    assert detail(r).startswith("the before image (2010.png) is 80x64 px but the after image (2020.png) is 64x64 px")
+    assert "before.png" not in detail(r) and "after.png" not in detail(r)
+
+
+def test_405_lists_every_method_of_the_path(client):
+    r = client.options("/v1/samples")
+    assert r.status_code == 405 and {m.strip() for m in r.headers["allow"].split(",")} == {"GET", "HEAD", "POST"}
+    r = client.put("/v1/jobs/j_x/cancel")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+def test_per_job_pixel_budget_and_training_caps_come_from_the_settings(tmp_path, tiny_checkpoint):
+    settings = Settings.from_env(data_dir=tmp_path, model=tiny_checkpoint, worker=False, max_job_pixels=64 * 64 * 2 - 1,
+                                 max_train_epochs=3, max_train_steps=30)
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/interpret", files={"image": ("a.png", rgb(64, 64)), "before": ("b.png", rgb(64, 64, 1))})
+        assert r.status_code == 413 and "8,192 pixels together" in detail(r) and "LANDSENTRY_MAX_JOB_PIXELS" in detail(r)
+        assert not any((tmp_path / "jobs").iterdir())
+        assert c.post("/v1/interpret", files={"image": ("a.png", rgb(64, 64))}).status_code == 200  # one image fits
+        r = c.post("/v1/train", json={"epochs": 4})
+        assert r.status_code == 422 and detail(r) == "epochs: 4 is over this server's cap of 3 (LANDSENTRY_MAX_TRAIN_EPOCHS)"
+        r = c.post("/v1/train", json={"steps_per_epoch": 31})
+        assert r.status_code == 422 and "LANDSENTRY_MAX_TRAIN_STEPS" in detail(r)
+        caps = c.get("/openapi.json").json()["components"]["schemas"]["TrainRequest"]["properties"]
+        assert caps["epochs"]["maximum"] == 3 and caps["steps_per_epoch"]["maximum"] == 30  # the document says so too
+
+
+def test_serve_binds_an_open_api_to_this_machine_only(tmp_path, cli):
+    from landsentry.api.cli import check_exposure, is_loopback
+
+    code, _, err = cli(["serve", "--host", "0.0.0.0", "--data-dir", tmp_path])
+    assert code == 2 and "--host 0.0.0.0 would let anyone" in err and "--insecure" in err and len(err.strip().splitlines()) == 1
+    assert all(map(is_loopback, ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost")))
+    assert not any(map(is_loopback, ("0.0.0.0", "192.168.1.5", "::", "example.org")))
+    check_exposure("0.0.0.0", "a-token", insecure=False)  # a token: fine
+    check_exposure("0.0.0.0", None, insecure=True)  # said out loud: fine
+
+
+def test_the_cli_bomb_message_names_one_limit(tmp_path, cli, tiny_checkpoint):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png())
+    code, _, err = cli(["predict", bomb, "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint])
+    assert code == 2
+    assert "bomb.png claims 10,000,000,000 pixels, over the limit of 150,000,000 (set LANDSENTRY_MAX_DECODED_PIXELS" in err
+    assert err.count("limit") == 1 and "178956970" not in err  # not Pillow's own limit as well

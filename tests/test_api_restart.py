@@ -74,7 +74,8 @@ class Server:
     def __init__(self, data_dir: Path, checkpoint: Path) -> None:
         self.data_dir, self.port = data_dir, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "LANDSENTRY_MODEL": str(checkpoint), "LANDSENTRY_REPLAY": "none"}
+        env = {**os.environ, "LANDSENTRY_MODEL": str(checkpoint), "LANDSENTRY_REPLAY": "none",
+               "LANDSENTRY_MAX_TRAIN_EPOCHS": "50"}  # a long run to kill: over the default cap of 10
         self.log = (data_dir.parent / f"server-{self.port}.log").open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "landsentry", "serve", "--port", str(self.port), "--data-dir", str(data_dir),
                                       "--log-level", "warning"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)

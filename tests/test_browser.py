@@ -10,15 +10,8 @@ demo pair generated from it by `sample_tiles/make_demo_pair.py`.
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -26,12 +19,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.bad_files import sparse_scene
+from tests.serving import get_json as _get_json
+from tests.serving import serve as _serve
+
 ROOT = Path(__file__).resolve().parents[1]
 TILES = ROOT / "sample_tiles"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SERVER_START_S = 180   # model loading on a busy 2-core machine
 JOB_WAIT_MS = 600_000  # one interpretation, inline or queued, on a busy machine
 INLINE_MAX_PIXELS = 500_000
 WATER = 5              # class id painted in the annotation test (models.vocabulary.classes: water)
@@ -55,53 +51,6 @@ def browser():
         b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return json.load(r)
-
-
-@contextlib.contextmanager
-def _serve(data: Path, **env_extra: str):
-    """Run `landsentry serve` on a free port with data in `data`; yields its base URL, stops it after."""
-    log_path = data.parent / f"{data.name}.log"
-    env = {**os.environ, "LANDSENTRY_THREADS": os.environ.get("LANDSENTRY_TEST_THREADS", "2"), "PYTHONUNBUFFERED": "1",
-           **env_extra}
-    if "LANDSENTRY_TOKEN" not in env_extra:
-        env.pop("LANDSENTRY_TOKEN", None)
-    port = _free_port()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "landsentry", "serve", "--port", str(port),
-                                 "--data-dir", str(data), "--log-level", "warning"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"landsentry serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if _get_json(base + "/v1/health")["status"] == "ok":
-                    break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"landsentry serve did not answer within {SERVER_START_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -302,6 +251,27 @@ def test_api_errors_are_shown(page, tmp_path):
     text = pg.inner_text("#error-text")
     assert "HTTP 4" in text and len(text) > 12, text  # the API's detail, not a bare status
     assert pg.is_hidden("#result-panel")
+    # the status line under the form says it too, instead of staying at "uploading 0%"
+    assert pg.inner_text("#job-message") == f"failed · {text}"
+    assert pg.is_hidden("#job-cancel")
+
+
+def test_a_running_job_is_cancelled_from_the_page(page, server, tmp_path, shared_file):
+    """A scene large enough to run for a while (a sparse 6000x6000 GeoTIFF): Cancel stops it, the page says so."""
+    pg = page
+    pg.set_input_files("#file-after", str(sparse_scene(tmp_path / "scene.tif", shared_file, 6000)))
+    with pg.expect_response(lambda r: r.url.endswith("/v1/interpret")) as response:
+        pg.click("#run-btn")
+    assert response.value.status == 202, response.value.text()
+    job_id = response.value.json()["id"]
+    pg.wait_for_function("document.getElementById('job-message').textContent.startsWith('running')", timeout=JOB_WAIT_MS)
+    assert pg.is_visible("#job-cancel")
+    with pg.expect_response(lambda r: r.url.endswith(f"/v1/jobs/{job_id}/cancel")) as cancelled:
+        pg.click("#job-cancel")
+    assert cancelled.value.status == 200
+    pg.wait_for_function("document.getElementById('job-message').textContent === 'cancelled'")
+    assert pg.is_hidden("#job-cancel") and pg.is_hidden("#error") and pg.is_hidden("#result-panel")
+    assert _get_json(f"{server}/v1/jobs/{job_id}")["status"] == "cancelled"
 
 
 def test_model_versions_listed_with_active(page):

@@ -75,7 +75,8 @@ def test_pair_outputs_on_the_after_grid(naip):
     # the bundled learned change model joins in by default when it is there
     bundled = (Path(__file__).resolve().parents[1] / "models" / "weights" / "landsentry-change.pt").is_file()
     assert summary["method"] == ("class comparison + learned change model" if bundled else "class comparison")
-    assert Image.open(outdir / "overlay.png").size[0] > 3 * 900, "before | after | flags side by side"
+    with Image.open(outdir / "overlay.png") as overlay:
+        assert overlay.size[0] > 3 * 900, "before | after | flags side by side"
 
 
 def test_flag_schema_and_georeferencing(naip):
@@ -193,7 +194,7 @@ def test_single_image_with_permits(shared_file, sharp_checkpoint, cli, tmp_path)
     assert any(f["properties"]["suspected_illegal"] for f in feats)
     with (outdir / "summary.csv").open() as fh:
         assert [r["kind"] for r in csv.DictReader(fh)] == ["building", "road", "earthwork"]
-    assert load(outdir / "summary.json")["flags"]["count"] == len(feats)
+    assert load(outdir / "summary.json")["flags"] == len(feats)  # an int, as for two dates
 
 
 def test_reprojected_cropped_before_is_analysed_on_the_overlap(shared_file, tiny_checkpoint, cli, tmp_path):
@@ -258,7 +259,7 @@ def test_sztaki_png_pair_without_gsd_has_no_areas(shared_file, sharp_checkpoint,
 def _shifted(src_path: Path, dst: Path, dx_px: int, bands=None) -> Path:
     with rasterio.open(src_path) as src:
         data = src.read(bands) if bands else src.read()
-        t = src.transform * Affine.translation(dx_px, 0)
+        t = src.transform @ Affine.translation(dx_px, 0)
         with rasterio.open(dst, "w", driver="GTiff", width=src.width, height=src.height, count=data.shape[0], dtype="uint8",
                            crs=src.crs, transform=t, nodata=0) as ds:
             ds.write(data)

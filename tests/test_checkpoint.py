@@ -64,7 +64,7 @@ def test_loading_never_runs_code(tmp_path):
 
     class Payload:
         def __reduce__(self):
-            return (exec, (f"open({str(marker)!r}, 'w').write('code ran')",))
+            return (exec, (f"import pathlib; pathlib.Path({str(marker)!r}).write_text('code ran')",))
 
     path = tmp_path / "evil.pt"
     torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "payload": Payload()}, path)

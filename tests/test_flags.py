@@ -132,7 +132,7 @@ def test_summary_csv(before_classes, tmp_path):
     assert tuple(table[0]) == CSV_COLUMNS
     assert table == [
         {"kind": "new_building", "count": "2", "area_m2": "800.0", "suspected_illegal_count": "1", "suspected_illegal_area_m2": "400.0"},
-        {"kind": "new_road", "count": "1", "area_m2": "300.0", "suspected_illegal_count": "0", "suspected_illegal_area_m2": "0"},
+        {"kind": "new_road", "count": "1", "area_m2": "300.0", "suspected_illegal_count": "0", "suspected_illegal_area_m2": "0.0"},
         {"kind": "new_earthwork", "count": "2", "area_m2": "600.0", "suspected_illegal_count": "1", "suspected_illegal_area_m2": "100.0"},
     ]
     assert rows[0]["count"] == 2
@@ -142,10 +142,13 @@ def test_summary_csv(before_classes, tmp_path):
 
 
 def test_unknown_areas_stay_unknown():
+    """Without a ground size every area is unknown, a kind without flags too: null, not 0.0 (which is an area)."""
     r = Region(1, box(0, 0, 10, 10), area_m2=None, confidence=0.5, properties={"kind": "new_building"})
-    rows = summary_rows(make_flags([r]), ("new_building", "new_road"))
+    rows = summary_rows(make_flags([r]), ("new_building", "new_road"), metric=False)
     assert rows[0]["count"] == 1 and rows[0]["area_m2"] is None
-    assert rows[1] == {"kind": "new_road", "count": 0, "area_m2": 0, "suspected_illegal_count": 0, "suspected_illegal_area_m2": 0}
+    assert rows[1] == {"kind": "new_road", "count": 0, "area_m2": None, "suspected_illegal_count": 0, "suspected_illegal_area_m2": None}
+    known = summary_rows([], ("new_road",), metric=True)
+    assert known == [{"kind": "new_road", "count": 0, "area_m2": 0.0, "suspected_illegal_count": 0, "suspected_illegal_area_m2": 0.0}]
 
 
 def test_rules_are_checked():

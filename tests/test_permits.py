@@ -6,6 +6,7 @@ Every GeoJSON file here is generated in tmp; coordinates are around the real NAI
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from rasterio.crs import CRS
@@ -13,7 +14,9 @@ from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
 from landsentry.models.vocabulary.errors import InputError
+from landsentry.models.analysis.inputs import open_inputs
 from landsentry.models.io.permits import load_permits
+from tests.conftest import ROOT
 
 UTM = CRS.from_epsg(26914)
 PARCEL = box(486000, 5207000, 486200, 5207100)  # 200 m x 100 m in UTM 14N
@@ -104,3 +107,36 @@ def test_bad_features_are_named(tmp_path, geometry, message):
 def test_image_without_crs_cannot_use_permits(tmp_path):
     with pytest.raises(InputError, match="need a georeferenced image"):
         load_permits(_write(tmp_path / "p.geojson", _fc(_wgs84(PARCEL))), None)
+
+
+# --- parcels that miss the image (a wrong CRS, another area): refused, never "everything is outside" ------
+
+DEMO = ROOT / "sample_tiles"
+
+
+def _demo_permits(tmp_path, shift_deg: float = 0.0, crs: str | None = None, keep_first: bool = False) -> Path:
+    data = json.loads((DEMO / "demo_permits.geojson").read_text())
+    for i, feature in enumerate(data["features"]):
+        if keep_first and i == 0:
+            continue
+        feature["geometry"]["coordinates"] = [[[x + shift_deg, y] for x, y in ring] for ring in feature["geometry"]["coordinates"]]
+    if crs:
+        data["crs"] = {"type": "name", "properties": {"name": crs}}
+    return _write(tmp_path / "permits.geojson", data)
+
+
+@pytest.mark.parametrize("shift, crs", [(0.5, None), (0.0, "EPSG:32616")], ids=["another-area", "lonlat-labelled-utm"])
+def test_permits_that_miss_the_image_are_refused(tmp_path, shift, crs, cli, tiny_checkpoint):
+    permits = _demo_permits(tmp_path, shift, crs)
+    with pytest.raises(InputError, match=r"permits file permits.geojson: none of its 2 parcel\(s\) touches demo_after.tif"):
+        open_inputs(DEMO / "demo_after.tif", permits=permits)
+    with pytest.raises(InputError, match=r"touches the after image \(demo_after.tif\)"):
+        open_inputs(DEMO / "demo_after.tif", DEMO / "demo_before.tif", permits)
+    code, _, err = cli(["predict", DEMO / "demo_after.tif", "-o", tmp_path / "out", "--permits", permits, "--checkpoint", tiny_checkpoint])
+    assert code == 2 and "is the file's CRS" in err and not (tmp_path / "out").exists()
+
+
+def test_permits_partly_on_the_image_are_counted(tmp_path):
+    permits = _demo_permits(tmp_path, 0.5, keep_first=True)
+    with open_inputs(DEMO / "demo_after.tif", permits=permits) as inputs:
+        assert inputs.permits.describe()["parcels_on_image"] == 1 and inputs.permits.count == 2

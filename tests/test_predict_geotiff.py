@@ -234,7 +234,7 @@ def test_png_with_gsd_has_areas_from_pixel_counts(tmp_path, tiny_checkpoint, cli
         count = int((classes == CLASS_ID[name]).sum())
         # every pixel is in one region; area_m2 is rounded to 0.1 m² per region
         assert sum(areas) == pytest.approx(count * 0.09, abs=0.05 * len(areas) + 1e-6), name
-    assert load(files["summary.json"])["pixel_area"] == pytest.approx(0.09)
+    assert load(files["summary.json"])["pixel_area_m2"] == pytest.approx(0.09)
     # --min-area through the CLI: exactly the regions of at least that many m² remain
     # (5.1 m²: no multiple of 0.09 m² lies within the 0.05 rounding of area_m2 around it)
     filtered = load(predict(cli, image, tmp_path / "out5", tiny_checkpoint, "--gsd", "0.3", "--min-area", "5.1")["regions.geojson"])["features"]

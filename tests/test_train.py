@@ -71,7 +71,8 @@ def test_train_evaluates_and_writes_self_describing_checkpoints(tmp_path, dubai,
     assert load_checkpoint(out / "best.pt").training_state == {}  # released weights carry no optimizer state
     # the checkpoint runs through inference unchanged
     assert ckpt.build_model()(torch.zeros(1, 3, 64, 64)).shape == (1, 6, 64, 64)
-    assert Image.open(out / "curves.png").size[0] > 100
+    with Image.open(out / "curves.png") as curves:
+        assert curves.size[0] > 100
 
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path, dubai, val_folder):

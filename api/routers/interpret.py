@@ -1,7 +1,9 @@
 """POST /v1/interpret: one image or a before/after pair (and permits); small inputs inline, large ones as a job.
 
 Requests waiting for an inference slot wait on an async limiter, not in a thread, so a burst of
-uploads never starves the thread pool that health checks and job polling use.
+uploads never starves the thread pool that health checks and job polling use. Each job's images
+together must stay within LANDSENTRY_MAX_JOB_PIXELS; queued jobs carry their pixel count, so the
+worker's small-job lane can take them past a large one (api/worker.py).
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ import anyio
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from landsentry.models.vocabulary.errors import LandsentryError
+from landsentry.models.vocabulary.errors import InputError, LandsentryError, TooLargeError
 
+from landsentry.api.cancel import CancelWatch, JobCancelled
 from landsentry.api.deps import get_holder, get_settings, get_store, require_token
 from landsentry.api.inference import check_inputs, probe_size, run_interpretation
 from landsentry.api.openapi import CHANGES, refusals
@@ -23,45 +26,69 @@ from landsentry.api.public import public_job
 from landsentry.api.schemas import InterpretJob
 from landsentry.api.settings import Settings
 from landsentry.api.store import Store, new_id
-from landsentry.api.uploads import present, save_file, save_image
+from landsentry.api.uploads import display_name, present, save_file, save_image
 from landsentry.api.versions import ModelHolder
 
 router = APIRouter(prefix="/v1", tags=["interpret"])
 
 
-def store_inputs(job_dir: Path, image: UploadFile, before: UploadFile | None, permits: UploadFile | None,
-                 settings: Settings, channels: int) -> int:
-    """Save and check the uploads (4xx for bad ones); returns the largest image's pixel count."""
-    inputs = job_dir / "input"
-    paths = [save_image(image, inputs, "after", label="image")]
-    if before is not None:
-        paths.append(save_image(before, inputs, "before"))
-    if permits is not None:
-        save_file(permits, inputs / "permits.geojson")
-    pixels = max(w * h for w, h in (probe_size(p, settings.max_upload_pixels) for p in paths))
-    check_inputs(job_dir, channels)  # bad input: 4xx now, not a failed job later
-    return pixels
+def parse_bands(text: str | None) -> list[int] | None:
+    """The `bands` form field ("4,3,2") as 1-based band numbers."""
+    if not text or not text.strip():
+        return None
+    try:
+        bands = [int(b) for b in text.split(",")]
+    except ValueError:
+        raise InputError(f"bands: comma-separated band numbers like 4,3,2, not {text[:40]!r}") from None
+    if not 1 <= len(bands) <= 4 or min(bands) < 1:
+        raise InputError(f"bands: 1 to 4 band numbers from 1 up, like 4,3,2, not {text[:40]!r}")
+    return bands
 
 
-def run_inline(store: Store, holder: ModelHolder, settings: Settings, job_id: str, wgs84: bool) -> dict:
+def store_inputs(job_dir: Path, uploads: dict[str, UploadFile], params: dict, settings: Settings, channels: int) -> tuple[int, int]:
+    """Save and check the uploads (4xx for bad ones); returns the pixels of the largest image (what the inline
+    limit is about) and of all images together (the job's work: its budget and its worker lane)."""
+    inputs, names = job_dir / "input", params["names"]
+    paths = [save_image(uploads[role], inputs, role, names[role]) for role in ("after", "before") if role in uploads]
+    if "permits" in uploads:
+        save_file(uploads["permits"], inputs / "permits.geojson")
+    sizes = [probe_size(p, settings.max_upload_pixels, "LANDSENTRY_MAX_UPLOAD_PIXELS", names[p.stem]) for p in paths]
+    pixels = sum(w * h for w, h in sizes)
+    if pixels > settings.max_job_pixels:
+        raise TooLargeError(f"the images of this request hold {pixels:,} pixels together, over the limit of "
+                            f"{settings.max_job_pixels:,} per job (set LANDSENTRY_MAX_JOB_PIXELS to raise it, or tile the images)")
+    check_inputs(job_dir, channels, params)  # bad input: 4xx now, not a failed job later
+    return max(w * h for w, h in sizes), pixels
+
+
+def run_inline(store: Store, holder: ModelHolder, settings: Settings, job_id: str, params: dict) -> dict:
+    """Interpret now, in this thread; a cancel (POST /v1/jobs/ID/cancel) stops it and answers the cancelled job."""
     loaded = holder.current()
-    result = run_interpretation(store.job_dir(job_id), loaded.predictor, holder.change_runner(), wgs84, settings.preview_max_pixels)
-    result["model"] = loaded.model["id"]
-    store.finish_job(job_id, result)
+    watch = CancelWatch(store, job_id)
+    try:
+        result = run_interpretation(store.job_dir(job_id), loaded.predictor, holder.change_runner(), params,
+                                    settings.preview_max_pixels, watch.progress, watch)
+        result["model"] = loaded.model["id"]
+        if not store.finish_job(job_id, result):
+            raise JobCancelled(job_id)
+    except JobCancelled:
+        store.discard_files(job_id)
     return public_job(store, store.get_job(job_id))  # type: ignore[arg-type]
 
 
 @router.post("/interpret", dependencies=[Depends(require_token)], status_code=200, response_model=InterpretJob,
-             responses={200: {"description": "interpreted now: the finished job, flags inline"},
+             responses={200: {"description": "interpreted now: the finished job, flags inline (or the job cancelled meanwhile)"},
                         202: {"model": InterpretJob, "description": "queued as a job (over LANDSENTRY_INLINE_MAX_PIXELS): poll GET /v1/jobs/{id}"},
                         **refusals(*CHANGES, 415, 422)})
 async def interpret_upload(
     request: Request,
     response: Response,
     image: UploadFile = File(..., description="the image, or the AFTER image of a pair (PNG, JPEG, GeoTIFF)"),
-    before: UploadFile | None = File(None, description="the BEFORE image of a pair"),
-    permits: UploadFile | None = File(None, description="GeoJSON of permitted parcels"),
+    before: UploadFile = File(None, description="the BEFORE image of a pair"),
+    permits: UploadFile = File(None, description="GeoJSON of permitted parcels"),
     wgs84: bool = Form(False, description="also write flags in EPSG:4326"),
+    bands: str = Form(None, description="1-based band numbers to read, comma-separated (e.g. 4,3,2): for images "
+                                        "with other than 1, 3 or 4 bands, or another band order"),
     settings: Settings = Depends(get_settings),
     store: Store = Depends(get_store),
     holder: ModelHolder = Depends(get_holder),
@@ -69,20 +96,20 @@ async def interpret_upload(
     """Interpret an upload. 200 with the finished job when small, 202 with a queued job when large."""
     job_id = new_id("j")
     job_dir = store.job_dir(job_id)
-    kind = "pair" if present(before) else "single"
+    uploads = {"after": image, **{role: f for role, f in (("before", before), ("permits", permits)) if present(f)}}
+    kind = "pair" if "before" in uploads else "single"
+    names = {role: display_name(upload, field) for (role, upload), field in zip(uploads.items(), ("image", "before", "permits"))}
     try:
+        params = {"wgs84": wgs84, "bands": parse_bands(bands), "names": names}
         channels = holder.current().predictor.checkpoint.in_channels
-        pixels = await run_in_threadpool(store_inputs, job_dir, image, before if present(before) else None,
-                                         permits if present(permits) else None, settings, channels)
-        params = {"wgs84": wgs84}
-        if pixels > settings.inline_max_pixels:
-            job = store.create_job(job_id, "interpret", params, kind=kind, message=f"queued: {pixels:,} pixels, over the inline limit")
+        largest, params["pixels"] = await run_in_threadpool(store_inputs, job_dir, uploads, params, settings, channels)
+        if largest > settings.inline_max_pixels:
+            job = store.create_job(job_id, "interpret", params, kind=kind, message=f"queued: {largest:,} pixels, over the inline limit")
             response.status_code = 202
             return public_job(store, job)
         store.create_job(job_id, "interpret", params, status="running", kind=kind, message="interpreting", owner="server")
-        record = await anyio.to_thread.run_sync(partial(run_inline, store, holder, settings, job_id, wgs84),
-                                                limiter=request.app.state.inference_slots)
-        return record
+        return await anyio.to_thread.run_sync(partial(run_inline, store, holder, settings, job_id, params),
+                                              limiter=request.app.state.inference_slots)
     except LandsentryError:
         await run_in_threadpool(store.delete_job, job_id)  # refused input leaves nothing behind
         raise

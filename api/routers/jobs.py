@@ -1,4 +1,4 @@
-"""GET /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs/{id}/files/{name}."""
+"""GET /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs/{id}/files/{name}, POST /v1/jobs/{id}/cancel."""
 from __future__ import annotations
 
 import re
@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 
-from landsentry.api.deps import get_store
-from landsentry.api.openapi import download, refusals
+from landsentry.api.deps import get_store, require_token
+from landsentry.api.openapi import CHANGES, download, refusals
 from landsentry.api.public import public_job
 from landsentry.api.schemas import Job, JobList
 from landsentry.api.store import Store
@@ -51,3 +51,14 @@ def get_file(job_id: str, name: str, store: Store = Depends(get_store)) -> FileR
         raise HTTPException(404, f"job {job_id} has no file {name!r}")
     suffix = path.suffix.lower()
     return FileResponse(path, media_type=MEDIA.get(suffix, OTHER_MEDIA), filename=name)
+
+
+@router.post("/{job_id}/cancel", dependencies=[Depends(require_token)], response_model=Job, responses=refusals(*CHANGES, 404, 409, 422))
+def cancel_job(job_id: str, store: Store = Depends(get_store)) -> Any:
+    """Cancel a queued or running job: a queued one never runs; a running interpretation or training stops
+    within seconds and its files are removed. The job stays listed, with status `cancelled`.
+    409 when it has already finished; cancelling a cancelled job again answers it as it is."""
+    job = store.cancel_job(job_id) or job_or_404(store, job_id)
+    if job["status"] in ("done", "failed"):
+        raise HTTPException(409, f"job {job_id} has already {'finished' if job['status'] == 'done' else 'failed'}: nothing to cancel")
+    return public_job(store, job)

@@ -20,7 +20,7 @@ from landsentry.api.public import public_sample
 from landsentry.api.schemas import Sample, SampleList
 from landsentry.api.settings import Settings
 from landsentry.api.store import Store, atomic_copy, atomic_write_bytes, new_id
-from landsentry.api.uploads import present, save_file, save_image
+from landsentry.api.uploads import display_name, present, save_file, save_image
 from landsentry.api.versions import ModelHolder
 
 router = APIRouter(prefix="/v1/samples", tags=["samples"])
@@ -42,8 +42,8 @@ def job_image(store: Store, job_id: str) -> Path:
              responses=refusals(*CHANGES, 404, 415, 422))
 def add_sample(
     mask: UploadFile = File(..., description="index PNG: class ids 0-5, 255 = ignore, same size as the image"),
-    image: UploadFile | None = File(None, description="the image (PNG, JPEG, GeoTIFF); or give job_id"),
-    job_id: str | None = Form(None, description="reuse this finished interpret job's image"),
+    image: UploadFile = File(None, description="the image (PNG, JPEG, GeoTIFF); or give job_id"),
+    job_id: str = Form(None, min_length=1, description="reuse this finished interpret job's image"),
     settings: Settings = Depends(get_settings),
     store: Store = Depends(get_store),
     holder: ModelHolder = Depends(get_holder),
@@ -54,9 +54,10 @@ def add_sample(
     sample_id = new_id("s")
     with tempfile.TemporaryDirectory(prefix=".incoming-", dir=store.samples_dir) as tmp:
         work = Path(tmp)
-        source_path = job_image(store, job_id) if job_id else save_image(image, work, "image")  # type: ignore[arg-type]
-        width, height = probe_size(source_path, settings.max_sample_pixels)
-        with RasterSource(source_path, channels=holder.current().predictor.checkpoint.in_channels):
+        name = display_name(image, "image") if present(image) else "the job's image"
+        source_path = job_image(store, job_id) if job_id else save_image(image, work, "image", name)
+        width, height = probe_size(source_path, settings.max_sample_pixels, "LANDSENTRY_MAX_SAMPLE_PIXELS", name)
+        with RasterSource(source_path, channels=holder.current().predictor.checkpoint.in_channels, name=name):
             pass  # decodes and checks it the way training will read it
         mask_path = save_file(mask, work / "mask.png")
         ids = read_mask(mask_path, width, height)

@@ -85,23 +85,47 @@ async function guarded(button, action) {
   }
 }
 
-/** Poll a job until it is done; failed jobs throw with their reason. */
+const active = (job) => job.status === "queued" || job.status === "running";
+
+/** Poll a job until it ends; done and cancelled jobs are returned, failed ones throw with their reason. */
 async function waitForJob(job, onProgress) {
-  while (job.status === "queued" || job.status === "running") {
+  while (active(job)) {
     onProgress(job);
     await new Promise((r) => setTimeout(r, POLL_MS));
     job = await api(`/v1/jobs/${encodeURIComponent(job.id)}`);
   }
   onProgress(job);
-  if (job.status !== "done") throw new Error(`job ${job.id} ${job.status}: ${job.error || job.message || "no reason given"}`);
+  if (job.status !== "done" && job.status !== "cancelled") {
+    throw new Error(`job ${job.id} ${job.status}: ${job.error || job.message || "no reason given"}`);
+  }
   return job;
 }
 
+/** The status line under a form: state, progress and message, and a Cancel button while the job runs. */
 function showProgress(prefix, job) {
   $(`${prefix}-status`).hidden = false;
   $(`${prefix}-progress`).value = job.progress ?? 0;
   const pct = Math.round((job.progress ?? 0) * 100);
-  $(`${prefix}-message`).textContent = `${job.status} ${pct}%${job.message ? ` · ${job.message}` : ""}`;
+  const cancel = $(`${prefix}-cancel`);
+  cancel.hidden = !(job.id && active(job));
+  cancel.dataset.job = job.id || "";
+  $(`${prefix}-message`).textContent = job.status === "cancelled" ? "cancelled"
+    : `${job.status} ${pct}%${job.message ? ` · ${job.message}` : ""}`;
+}
+
+/** The status line shows what went wrong (the banner says it too), never a stale "uploading 0%". */
+function showFailure(prefix, err) {
+  $(`${prefix}-status`).hidden = false;
+  $(`${prefix}-cancel`).hidden = true;
+  $(`${prefix}-message`).textContent = `failed · ${err instanceof Error ? err.message : String(err)}`;
+}
+
+async function cancelJob(prefix) {
+  const button = $(`${prefix}-cancel`);
+  await guarded(button, async () => {
+    const job = await api(`/v1/jobs/${encodeURIComponent(button.dataset.job)}/cancel`, { method: "POST" });
+    showProgress(prefix, job);
+  });
 }
 
 // ---- formatting -------------------------------------------------------------------------------
@@ -142,10 +166,16 @@ async function interpret(ev) {
 async function submitInterpretation(form) {
   if ($("wgs84").checked) form.append("wgs84", "true");
   showProgress("job", { status: "uploading", progress: 0 });
-  let job = await api("/v1/interpret", { method: "POST", body: form });
-  job = await waitForJob(job, (j) => showProgress("job", j));
-  await showResult(job);
-  refreshJobs();
+  try {
+    let job = await api("/v1/interpret", { method: "POST", body: form });
+    job = await waitForJob(job, (j) => showProgress("job", j));
+    if (job.status === "done") await showResult(job);
+  } catch (err) {
+    showFailure("job", err);
+    throw err;
+  } finally {
+    refreshJobs().catch(showError);
+  }
 }
 
 /** One button per sample the server offers (GET /v1/examples): fetch its files, interpret them. */
@@ -173,7 +203,7 @@ async function openJob(id) {
   await guarded(null, async () => {
     let job = await api(`/v1/jobs/${encodeURIComponent(id)}`);
     job = await waitForJob(job, (j) => showProgress("job", j));
-    await showResult(job);
+    if (job.status === "done") await showResult(job);
   });
 }
 
@@ -368,8 +398,11 @@ async function watchTraining(job) {
   try {
     const done = await waitForJob(job, (j) => showProgress("train", j));
     const model = done.result?.model;
-    $("train-message").textContent = `done · new version ${model ? model.name || model.id : ""}: compare and activate it below`;
+    if (done.status === "done") {
+      $("train-message").textContent = `done · new version ${model ? model.name || model.id : ""}: compare and activate it below`;
+    }
   } catch (err) {
+    showFailure("train", err);
     showError(err);
   } finally {
     state.trainWatch = null;
@@ -434,7 +467,7 @@ async function refreshJobs() {
   select.replaceChildren(el("option", { value: "" }, "—"), ...jobs.filter((j) => j.type === "interpret").slice(0, MAX_LISTED_JOBS).map((j) =>
     el("option", { value: j.id, ...(j.id === current ? { selected: "" } : {}) },
       `${fmtTime(j.created)} · ${j.kind || "interpret"} · ${j.status}`)));
-  const training = jobs.find((j) => j.type === "train" && (j.status === "queued" || j.status === "running"));
+  const training = jobs.find((j) => j.type === "train" && active(j));
   if (training) watchTraining(training);
 }
 
@@ -459,6 +492,8 @@ function bind() {
   $("reset-edits").addEventListener("click", () => guarded($("reset-edits"), loadClasses));
   $("save-sample").addEventListener("click", saveSample);
   $("train-btn").addEventListener("click", startTraining);
+  $("job-cancel").addEventListener("click", () => cancelJob("job"));
+  $("train-cancel").addEventListener("click", () => cancelJob("train"));
   viewer.onSelect = (id) => selectFlag(id, false);
   viewer.onEdit = updateAnnotateMessage;
   $("undo-stroke").addEventListener("click", () => viewer.undo());

@@ -152,27 +152,29 @@ def flag_items(flags: list[Flag]) -> list[tuple[dict, BaseGeometry]]:
     return [(f.properties(i + 1), f.geometry) for i, f in enumerate(flags)]
 
 
-def write_flag_files(workdir: Path, flags: list[Flag], crs: CRS | None, kinds: tuple[str, ...], wgs84: bool = False) -> list[dict]:
+def write_flag_files(workdir: Path, flags: list[Flag], crs: CRS | None, kinds: tuple[str, ...], wgs84: bool = False,
+                     metric: bool = True) -> list[dict]:
     """flags.geojson (source CRS, named in a `crs` member), flags.wgs84.geojson (with `wgs84` and a CRS)
-    and summary.csv into `workdir`; returns the summary rows."""
+    and summary.csv into `workdir`; returns the summary rows (`metric`: whether areas are known)."""
     items = flag_items(flags)
     write_features(workdir / "flags.geojson", items, crs)
     if wgs84 and crs is not None:
         write_features(workdir / "flags.wgs84.geojson", items, crs, to_crs=CRS.from_epsg(4326))
-    rows = summary_rows(flags, kinds)
+    rows = summary_rows(flags, kinds, metric)
     write_summary_csv(workdir / "summary.csv", rows)
     return rows
 
 
-def summary_rows(flags: list[Flag], kinds: tuple[str, ...]) -> list[dict]:
-    """One row per kind (all kinds, zeros included): count, total area, suspected count and area."""
+def summary_rows(flags: list[Flag], kinds: tuple[str, ...], metric: bool = True) -> list[dict]:
+    """One row per kind (all kinds, zeros included): count, total area, suspected count and area.
+    Areas are None (an empty CSV cell, null in JSON) whenever they are unknown - never 0.0 for 'unknown'."""
     rows = []
     for kind in kinds:
         mine = [f for f in flags if f.kind == kind]
         known = [f for f in mine if f.area_m2 is not None]
         sus = [f for f in mine if f.suspected_illegal]
-        area = round(sum(f.area_m2 for f in known), 1) if known or not mine else None
-        sus_area = round(sum(f.area_m2 or 0.0 for f in sus), 1) if area is not None else None
+        area = round(float(sum(f.area_m2 for f in known)), 1) if metric and len(known) == len(mine) else None
+        sus_area = round(float(sum(f.area_m2 or 0.0 for f in sus)), 1) if area is not None else None
         rows.append({"kind": kind, "count": len(mine), "area_m2": area, "suspected_illegal_count": len(sus), "suspected_illegal_area_m2": sus_area})
     return rows
 

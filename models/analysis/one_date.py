@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from rasterio.windows import Window
 
 from landsentry.models.analysis.flags import FlagRules
 from landsentry.models.analysis.inputs import Inputs
 from landsentry.models.analysis.overlays import class_overlay
-from landsentry.models.analysis.pipeline import WGS84, Interpretation, PipelineRun, class_colormap, class_shares, open_raster
-from landsentry.models.analysis.polygons import Region, region_properties
+from landsentry.models.analysis.pipeline import (
+    WGS84, Interpretation, PipelineRun, class_colormap, class_shares, common_summary, open_raster,
+)
+from landsentry.models.analysis.polygons import region_properties
 from landsentry.models.analysis.publish import SURROUNDINGS
 from landsentry.models.inference.runner import Predictor, ProgressFn, classes_and_confidence
 from landsentry.models.inference.timing import NO_TIMER, Timer
 from landsentry.models.io.geojson import write_features
-from landsentry.models.io.raster import RasterInfo
 from landsentry.models.vocabulary.classes import IGNORE_INDEX
 from landsentry.models.vocabulary.kinds import KIND_NAMES, KINDS
 
@@ -52,26 +52,9 @@ def run(inputs: Inputs, outdir: str | Path, predictor: Predictor, rules: FlagRul
             write_features(pipeline.work / "regions.geojson", items, info.crs)
             if wgs84 and info.crs is not None:
                 write_features(pipeline.work / "regions.wgs84.geojson", items, info.crs, to_crs=WGS84)
-        flags, rows = pipeline.flags(regions, KIND_NAMES, inputs.permits)
+        flags, rows = pipeline.flags(regions, KIND_NAMES, inputs.permits, inputs.metric)
         with timer.stage("overlay"):
             pipeline.overlay(class_overlay(inputs.after, pipeline.work / "classes.tif"))
             pipeline.previews("classes.tif", {"after": inputs.after}, previews_max_pixels)
-        summary = summarize(regions, info, counts)
-        summary["flags"] = {"count": len(flags), "suspected_illegal": sum(f.suspected_illegal for f in flags),
-                            "kinds": {r["kind"]: {k: v for k, v in r.items() if k != "kind"} for r in rows},
-                            "rules": rules.as_dict(), "permits": inputs.permits.describe() if inputs.permits is not None else None}
+        summary = {**common_summary(inputs, flags, rows, rules), "class_shares": class_shares(counts)}
         return pipeline.finish(flags, regions, summary)
-
-
-def summarize(regions: list[Region], info: RasterInfo, counts: np.ndarray) -> dict:
-    """Counts and areas per kind, and class shares of the valid pixels (`counts`: pixels per class value)."""
-    kinds: dict[str, dict] = {}
-    for r in regions:
-        k = kinds.setdefault(r.properties["kind"], {"count": 0, "area_m2": 0.0})
-        k["count"] += 1
-        k["area_m2"] += r.area_m2 or 0.0
-    return {
-        "width": info.width, "height": info.height, "crs": info.crs.to_string() if info.crs else None,
-        "pixel_area": info.pixel_area, "kinds": {k: {"count": v["count"], "area_m2": round(v["area_m2"], 1)} for k, v in kinds.items()},
-        "class_shares": class_shares(counts),
-    }

@@ -46,7 +46,7 @@ def flag_overlay(before, after, info: RasterInfo, change_path: Path, flags: list
     def to_px(coords) -> list[tuple[float, float]]:
         out = []
         for x, y in coords:
-            c, r = inverse * (x, y)
+            c, r = inverse @ (x, y)
             out.append((c * sx, r * sy))
         return out
 

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,13 +18,14 @@ import numpy as np
 import rasterio
 from PIL import Image
 from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning
+from shapely.geometry import Polygon
 
 from landsentry.models.analysis.flags import Flag, FlagRules, make_flags, write_flag_files
-from landsentry.models.analysis.polygons import Region
+from landsentry.models.analysis.polygons import Region, area_m2
 from landsentry.models.analysis.publish import RasterPublisher
 from landsentry.models.analysis.regions import find_regions
 from landsentry.models.inference.timing import NO_TIMER, Timer
+from landsentry.models.io.formats import quiet_georeferencing_warnings
 from landsentry.models.io.raster import RasterInfo
 from landsentry.models.vocabulary.classes import CLASS_NAMES, palette
 
@@ -61,9 +61,8 @@ def raster_profile(info: RasterInfo, dtype: str, nodata: int | None) -> dict:
 
 def open_raster(path: Path, info: RasterInfo, nodata: int | None = None, colormap: dict | None = None):
     """A uint8 GeoTIFF writer on the grid (plain images get a pixel grid without the georeferencing warning)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        ds = rasterio.open(path, "w", **raster_profile(info, "uint8", nodata))
+    quiet_georeferencing_warnings()
+    ds = rasterio.open(path, "w", **raster_profile(info, "uint8", nodata))
     if colormap is not None:
         ds.write_colormap(1, colormap)
     return ds
@@ -77,6 +76,31 @@ def class_shares(counts: np.ndarray) -> dict[str, float]:
     """Share of each class among the valid pixels, from pixel counts per class value (0..255)."""
     valid = counts[: len(CLASS_NAMES)].sum()
     return {name: round(float(counts[i]) / valid, 4) if valid else 0.0 for i, name in enumerate(CLASS_NAMES)}
+
+
+def pixel_area_m2(info: RasterInfo, metric: bool) -> float | None:
+    """Ground area of one pixel at the grid's centre in m² (None when the ground size is unknown)."""
+    if not metric:
+        return None
+    col, row = info.width // 2, info.height // 2
+    pixel = Polygon([info.transform @ (col + dc, row + dr) for dc, dr in ((0, 0), (1, 0), (1, 1), (0, 1))])
+    area = area_m2(pixel, info.crs, metric_pixels=True)
+    return None if area is None else round(area, 6)
+
+
+def common_summary(inputs, flags: list[Flag], rows: list[dict], rules: FlagRules) -> dict:
+    """The summary.json fields both interpretations report, named and shaped the same way in both:
+    the grid (areas in m², null when unknown), how each input was read, the flags and their rules."""
+    info = inputs.info
+    return {
+        "width": info.width, "height": info.height, "crs": info.crs.to_string() if info.crs else None,
+        "transform": list(info.transform)[:6], "pixel_area_m2": pixel_area_m2(info, inputs.metric),
+        "inputs": inputs.describe(),
+        "flags": len(flags), "suspected_illegal": sum(f.suspected_illegal for f in flags),
+        "kinds": {r["kind"]: {k: v for k, v in r.items() if k != "kind"} for r in rows},
+        "rules": rules.as_dict(),
+        "permits": inputs.permits.describe() if inputs.permits is not None else None,
+    }
 
 
 def preview_shape(info: RasterInfo, side: int = PREVIEW_SIDE) -> tuple[int, int]:
@@ -102,12 +126,13 @@ class PipelineRun:
         raw.unlink()
         return regions, publisher.counts
 
-    def flags(self, regions: list[Region], kinds: tuple[str, ...], permits, before_classes: Path | None = None) -> tuple[list[Flag], list[dict]]:
+    def flags(self, regions: list[Region], kinds: tuple[str, ...], permits, metric: bool,
+              before_classes: Path | None = None) -> tuple[list[Flag], list[dict]]:
         """Flags with the rules applied, written as flags.geojson (+ WGS84 copy) and summary.csv; returns them and the rows."""
         with self.timer.stage("polygonize"):
             flags = make_flags(regions, self.rules, permits, before_classes)
         with self.timer.stage("vectors"):
-            rows = write_flag_files(self.work, flags, self.info.crs, kinds, self.wgs84)
+            rows = write_flag_files(self.work, flags, self.info.crs, kinds, self.wgs84, metric)
         return flags, rows
 
     def overlay(self, image: Image.Image) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ import rasterio
 import shapely
 from rasterio import features
 from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import transform_geom
 from rasterio import windows as rio_windows
 from rasterio.windows import Window
@@ -30,6 +28,7 @@ from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
+from landsentry.models.io.formats import quiet_georeferencing_warnings
 from landsentry.models.vocabulary.classes import CLASS_NAMES
 
 
@@ -81,11 +80,6 @@ def min_pixels_for(min_area_m2: float, crs: CRS | None, transform, metric_pixels
         return math.floor(min_area_m2 / largest)
     _, factor = crs.linear_units_factor
     return math.ceil(min_area_m2 / (pixel_deg2 * factor * factor) - 1e-9)
-
-
-# rasterio wraps the label arrays given to features.shapes in a dataset without a transform and
-# warns, from whichever thread polygonises; the transform is passed explicitly, so the warning is noise
-warnings.filterwarnings("ignore", message="Dataset has no geotransform", category=NotGeoreferencedWarning)
 
 FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
@@ -245,6 +239,7 @@ def vectorize(
     blocks (`publish.erase`): what it writes then holds exactly the returned regions' pixels.
     """
     minimum = {cid: float(min_area_m2[cid] if isinstance(min_area_m2, Mapping) else min_area_m2) for cid in class_ids}
+    quiet_georeferencing_warnings()  # features.shapes makes datasets without a transform, in the pool's threads
     with rasterio.open(class_path) as ds:
         crs, H, W, transform = ds.crs, ds.height, ds.width, ds.transform
         bounds = tuple(ds.bounds)

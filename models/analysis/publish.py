@@ -10,18 +10,17 @@ speck of "building" in a field becomes field, not a hole.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio import features
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
 
 from landsentry.models.analysis.polygons import FOUR_CONNECTED
+from landsentry.models.io.formats import quiet_georeferencing_warnings
 
 SURROUNDINGS = None
 """`fill` value meaning: take the majority class of the region's unflagged neighbours."""
@@ -50,9 +49,8 @@ class RasterPublisher:
         self.counts = np.zeros(256, np.int64)
         with rasterio.open(src_path) as src:
             profile, colormap, self.nodata = src.profile, src.colormap(1), src.nodata
-        with warnings.catch_warnings():  # plain images: a pixel grid, on purpose
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            self.dst = rasterio.open(dst_path, "w+", **profile)
+        quiet_georeferencing_warnings()  # plain images: a pixel grid, on purpose
+        self.dst = rasterio.open(dst_path, "w+", **profile)
         self.dst.write_colormap(1, colormap)
 
     def _replace(self, classes: np.ndarray, erase: np.ndarray) -> None:

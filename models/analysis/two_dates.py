@@ -17,7 +17,7 @@ from landsentry.models.analysis.change import ChangeParams, StripChange
 from landsentry.models.analysis.flags import FlagRules
 from landsentry.models.analysis.inputs import Inputs
 from landsentry.models.analysis.overlays import flag_overlay
-from landsentry.models.analysis.pipeline import Interpretation, PipelineRun, class_colormap, class_shares, open_raster
+from landsentry.models.analysis.pipeline import Interpretation, PipelineRun, class_colormap, class_shares, common_summary, open_raster
 from landsentry.models.inference.runner import ChangeRunner, Predictor, ProgressFn, classes_and_confidence
 from landsentry.models.inference.timing import NO_TIMER, Timer
 from landsentry.models.vocabulary.classes import IGNORE_INDEX
@@ -97,28 +97,20 @@ def run(inputs: Inputs, outdir: str | Path, predictor: Predictor, change_runner:
         values = {k.change_code: k.new_name for k in KINDS}
         regions, codes = pipeline.regions(paths["change_raw"], paths["change_confidence"], values, inputs.metric, "change.tif", NO_CHANGE)
         paths["change_confidence"].unlink()
-        flags, rows = pipeline.flags(regions, CHANGE_KIND_NAMES, inputs.permits, before_classes=paths["before_classes"])
+        flags, rows = pipeline.flags(regions, CHANGE_KIND_NAMES, inputs.permits, inputs.metric, before_classes=paths["before_classes"])
         with timer.stage("overlay"):
             pipeline.overlay(flag_overlay(inputs.before, inputs.after, info, pipeline.work / "change.tif", flags))
             pipeline.previews("after_classes.tif", {"after": inputs.after, "before": inputs.before}, previews_max_pixels)
         valid = int(codes[:CHANGE_NODATA].sum())
         summary = {
-            "before": inputs.before_path.name, "after": inputs.after_path.name,
-            "width": info.width, "height": info.height,
-            "crs": info.crs.to_string() if info.crs else None,
-            "transform": list(info.transform)[:6], "pixel_area": info.pixel_area,
+            **common_summary(inputs, flags, rows, rules),
             "alignment": inputs.pair.describe(),
             "method": "class comparison + learned change model" if runner is not None else "class comparison",
             "checkpoint": str(predictor.checkpoint.path) if predictor.checkpoint.path else None,
             "change_checkpoint": str(runner.checkpoint.path) if runner is not None and runner.checkpoint and runner.checkpoint.path else None,
-            "flags": len(flags),
-            "suspected_illegal": sum(f.suspected_illegal for f in flags),
-            "kinds": {r["kind"]: {k: v for k, v in r.items() if k != "kind"} for r in rows},
             "valid_share": round(valid / max(1, info.width * info.height), 4),
             "change_pixels": {kind.new_name: int(codes[code]) for code, kind in BY_CODE.items()},
             "class_shares": {"before": class_shares(stats["class_counts"]["before"]), "after": class_shares(stats["class_counts"]["after"])},
-            "rules": rules.as_dict(),
             "change_params": params.as_dict(),
-            "permits": inputs.permits.describe() if inputs.permits is not None else None,
         }
         return pipeline.finish(flags, regions, summary)

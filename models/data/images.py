@@ -33,4 +33,5 @@ def read_image(path: Path, channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """
     with RasterSource(path, channels=channels) as src:
         data, valid = src.read(Window(0, 0, src.info.width, src.info.height))
+    data = np.nan_to_num(data, nan=0.0, posinf=255.0, neginf=0.0)  # NaN/inf are nodata: `valid` says so
     return np.clip(np.rint(data), 0, 255).astype(np.uint8), np.asarray(valid, bool)

@@ -52,12 +52,12 @@ def decode_mask(path: Path, colours: bool = False) -> MaskPixels:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with rasterio.open(path) as ds:
-                    check_pixels(path, ds.width, ds.height, MAX_DECODED_PIXELS)
+                    check_pixels(path, ds.width, ds.height, MAX_DECODED_PIXELS, "LANDSENTRY_MAX_DECODED_PIXELS")
                     raw = ds.read(list(range(1, min(ds.count, 3) + 1)))
             raw = raw[0] if raw.shape[0] < 3 else raw.transpose(1, 2, 0)
         else:
             with Image.open(path) as img:
-                check_pixels(path, img.width, img.height, MAX_DECODED_PIXELS)
+                check_pixels(path, img.width, img.height, MAX_DECODED_PIXELS, "LANDSENTRY_MAX_DECODED_PIXELS")
                 img.load()
                 if img.mode in ("LA", "PA", "RGBA"):
                     alpha = np.asarray(img)[..., -1]

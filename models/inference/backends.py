@@ -26,6 +26,7 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable
@@ -85,6 +86,16 @@ def resolve_backend(backend: str, device: torch.device, live_model: bool = False
     return backend
 
 
+def _compiled(head: nn.Module) -> nn.Module:
+    """torch.compile of the head. Its inductor imports torch.utils.mkldnn, whose classes use torch's own
+    deprecated `torch.jit.script_method` (a DeprecationWarning at import, nothing we call): that module
+    is imported here first with that one warning silenced, so it is never shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`torch.jit.script_method` is deprecated", category=DeprecationWarning)
+        import torch.utils.mkldnn  # noqa: F401
+    return torch.compile(head, dynamic=False)
+
+
 def build_runner(
     model: nn.Module,
     mean: Iterable[float],
@@ -105,7 +116,7 @@ def build_runner(
     if backend == "eager":
         return _torch_runner(head, device, precision)
     if backend == "compile":
-        return _torch_runner(torch.compile(head, dynamic=False), device, precision)
+        return _torch_runner(_compiled(head), device, precision)
     in_channels = head.normalize.channels
     if backend == "onnx":
         return OnnxRunner(export_onnx(head, in_channels), device, threads)
@@ -135,13 +146,17 @@ def input_names(inputs: int) -> list[str]:
     return ["image"] if inputs == 1 else ["before", "after"][:inputs]
 
 
+_EXPORT_LOCK = threading.Lock()
+"""torch.onnx.export keeps process-wide state (and so does catch_warnings): one export at a time."""
+
+
 def export_onnx(head: InferenceHead, in_channels: int, path: str | Path | None = None) -> bytes:
     """The head as an ONNX graph (dynamic batch, height and width); written to `path` when given."""
     head = copy.deepcopy(head).cpu().eval()  # the caller's model stays where and as it is
     names = input_names(head.inputs)
     dynamic = {name: {0: "n", 2: "h", 3: "w"} for name in names}
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with _EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
         # the TorchScript exporter warns that it is deprecated and that the network's size test is
         # traced as a constant: that test is true for every input size of this architecture
         warnings.simplefilter("ignore")

@@ -20,6 +20,7 @@ from landsentry.models.inference.backends import build_runner, resolve_backend
 from landsentry.models.inference.device import default_batch_size, default_precision, resolve_device
 from landsentry.models.inference.tiling import Strip, StripStitcher, default_overlap, stitch_windows
 from landsentry.models.inference.timing import NO_TIMER, Timer
+from landsentry.models.io.fill import fill_invalid
 from landsentry.models.io.raster import ArraySource
 from landsentry.models.nn.change_net import SiameseChangeNet
 from landsentry.models.nn.checkpoint import Checkpoint
@@ -86,7 +87,9 @@ class WindowRunner:
         return (total[..., :h, :w] / 4).cpu().numpy()
 
     def iter_strips(self, *sources, progress: ProgressFn | None = None, timer: Timer = NO_TIMER) -> Iterator[Strip]:
-        """Blended probabilities of the whole grid, top to bottom, in finished strips (valid: all sources valid)."""
+        """Blended probabilities of the whole grid, top to bottom, in finished strips (valid: all sources valid).
+        Invalid pixels (nodata, masks, alpha, NaN) of each source are filled from their valid neighbours
+        before the network sees them (`models.io.fill`); their results are marked invalid all the same."""
         info = sources[0].info
         stitcher = StripStitcher(info.height, info.width, self.outputs, self.tile, self.overlap)
 
@@ -94,7 +97,7 @@ class WindowRunner:
             bands, valid = [], np.ones((stitcher.tile_h, info.width), bool)
             for source in sources:
                 band, ok = source.read(Window(0, y, info.width, stitcher.tile_h))
-                bands.append(band)
+                bands.append(fill_invalid(band, ok))
                 valid &= ok
             return bands, valid
 

@@ -29,10 +29,15 @@ from rasterio.windows import Window
 
 from landsentry.models.vocabulary.errors import InputError
 from landsentry.models.io.raster import RasterInfo, RasterSource
-from landsentry.models.io.stretch import rgb_preview
+from landsentry.models.io.stretch import finite_mask, rgb_preview
 
 MIN_OVERLAP_PX = 16
 """Fewer overlapping pixels than this along either axis is refused as "no usable overlap"."""
+MIN_OVERLAP_SHARE = 0.1
+"""A pair whose overlap covers less than this share of both images is refused as a sliver. Two dates
+of one place cover mostly the same ground; neighbouring tiles of a grid or a mosaic overlap by a few
+percent (1-5 % is usual), so an overlap under 10 % of the smaller image is a neighbour or a wrong
+file, and the changes found in that strip would be mostly edge effects, not a comparison."""
 SAME_GRID_TOLERANCE_PX = 1e-3
 """Offsets within this fraction of a pixel of a whole pixel count as the same grid (no resampling)."""
 
@@ -74,16 +79,17 @@ class WarpedSource:
         if tagged and mask_alpha is None:
             # a band tagged alpha that holds data (NIR, see RasterSource's band choice): the warper would
             # use it as transparency, so warp a plain VRT of the file that does not call it alpha
-            self._plain = rasterio.open(_untagged_vrt(ds))
+            self._plain = rasterio.open(_untagged_vrt(ds, source.info))
             ds = self._plain
         try:
-            self._vrt = WarpedVRT(
-                ds, crs=info.crs, transform=info.transform, width=info.width, height=info.height,
+            self._vrt = WarpedVRT(  # the source's grid as landsentry reads it (GCPs: their affine fit)
+                ds, src_crs=source.info.crs, src_transform=source.info.transform,
+                crs=info.crs, transform=info.transform, width=info.width, height=info.height,
                 resampling=resampling, add_alpha=not tagged or mask_alpha is None,
             )
         except Exception as exc:  # GDAL cannot build a transformation between the two CRSs
             self.close()
-            raise InputError(f"{source.path.name} cannot be resampled onto the after image's grid: {exc}") from None
+            raise InputError(f"the before image ({source.name}) cannot be resampled onto the after image's grid: {exc}") from None
         # add_alpha appends the alpha band last; a real alpha band of the file stays where it is
         self._alpha = self._vrt.count if self._plain is not None or not tagged else mask_alpha
 
@@ -98,8 +104,10 @@ class WarpedSource:
                     kwargs["out_shape"] = out_shape
                 valid = self._vrt.read(self._alpha, **kwargs) > 0
         except Exception as exc:
-            raise InputError(f"{self.path.name} could not be resampled at rows {window.row_off}-{window.row_off + window.height}: {exc}") from None
-        return data, valid
+            raise InputError(f"the before image ({self.source.name}) could not be resampled at rows "
+                             f"{window.row_off}-{window.row_off + window.height}: {exc}") from None
+        finite = finite_mask(data)
+        return data, valid if finite is None else valid & finite
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         raw, valid = self._read(window)
@@ -117,11 +125,11 @@ class WarpedSource:
         self.source.close()
 
 
-def _untagged_vrt(ds) -> str:
-    """VRT XML of a dataset with every band's colour interpretation 'Undefined' (no alpha)."""
+def _untagged_vrt(ds, info: RasterInfo) -> str:
+    """VRT XML of a dataset on its grid `info` with every band's colour interpretation 'Undefined' (no alpha)."""
     from xml.sax.saxutils import escape
 
-    t = ds.transform
+    t = info.transform
     bands = []
     for i, dtype in enumerate(ds.dtypes, start=1):
         nodata = f"<NoDataValue>{ds.nodata!r}</NoDataValue>" if ds.nodata is not None else ""
@@ -130,7 +138,7 @@ def _untagged_vrt(ds) -> str:
             f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(Path(ds.name).resolve()))}</SourceFilename>'
             f"<SourceBand>{i}</SourceBand></SimpleSource></VRTRasterBand>"
         )
-    return (f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}"><SRS>{escape(ds.crs.to_wkt())}</SRS>'
+    return (f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}"><SRS>{escape(info.crs.to_wkt())}</SRS>'
             f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>{''.join(bands)}</VRTDataset>")
 
 
@@ -150,6 +158,8 @@ class AlignedPair:
     """The analysis grid as a window of the after image (the whole image when before covers it)."""
     resampled: bool
     """Whether the before image was resampled (CRS, pixel size or sub-pixel offset differ)."""
+    overlap: dict[str, float] | None = None
+    """Share of each image's area inside the overlap (`overlap_shares`); both 1.0 for plain pairs."""
 
     def describe(self) -> dict:
         w = self.window
@@ -157,6 +167,7 @@ class AlignedPair:
             "after_window": {"col_off": int(w.col_off), "row_off": int(w.row_off), "width": int(w.width), "height": int(w.height)},
             "before_resampled": self.resampled,
             "before_resampling": getattr(self.before, "resampling", None) and self.before.resampling.name,
+            "overlap_share": self.overlap or {"after": 1.0, "before": 1.0},
         }
 
     def close(self) -> None:
@@ -176,11 +187,15 @@ def open_pair(
     channels: int = 3,
     bands: list[int] | None = None,
     gsd: float | None = None,
+    names: dict[str, str] | None = None,
+    bands_option: str = "--bands",
 ) -> AlignedPair:
-    """Open and align a before/after pair; every mismatch a user can cause is an InputError."""
-    after_src = RasterSource(after, channels=channels, bands=bands, gsd=gsd)
+    """Open and align a before/after pair; every mismatch a user can cause is an InputError.
+    `names` ("before", "after"): how messages call the files (default: their names)."""
+    names = names or {}
+    after_src = RasterSource(after, channels=channels, bands=bands, gsd=gsd, name=names.get("after"), bands_option=bands_option)
     try:
-        before_src = RasterSource(before, channels=channels, bands=bands, gsd=gsd)
+        before_src = RasterSource(before, channels=channels, bands=bands, gsd=gsd, name=names.get("before"), bands_option=bands_option)
     except BaseException:
         after_src.close()
         raise
@@ -195,27 +210,28 @@ def open_pair(
 def _align(before: RasterSource, after: RasterSource) -> AlignedPair:
     b, a = before.info, after.info
     if b.georeferenced != a.georeferenced:
-        which = (before, after) if b.georeferenced else (after, before)
+        which = (_said(before, "before"), _said(after, "after"))
+        which = which if b.georeferenced else which[::-1]
         raise InputError(
-            f"{which[0].path.name} is georeferenced but {which[1].path.name} is not: both dates must be "
+            f"{which[0]} is georeferenced but {which[1]} is not: both dates must be "
             "GeoTIFFs with a CRS (aligned on the ground) or both plain images of the same size"
         )
     nb, na = before.data_band_count, after.data_band_count
     if nb != na:
         raise InputError(
-            f"the dates have different band counts: before {before.path.name} has {nb} band(s), "
-            f"after {after.path.name} has {na}; compare images of the same kind (e.g. both RGB, or both RGB+NIR)"
+            f"the dates have different band counts: {_said(before, 'before')} has {nb} band(s), "
+            f"{_said(after, 'after')} has {na}; compare images of the same kind (e.g. both RGB, or both RGB+NIR)"
         )
     if not a.georeferenced:
         if (b.width, b.height) != (a.width, a.height):
             raise InputError(
-                f"before {before.path.name} is {b.width}x{b.height} px but after {after.path.name} is {a.width}x{a.height} px: "
+                f"{_said(before, 'before')} is {b.width}x{b.height} px but {_said(after, 'after')} is {a.width}x{a.height} px: "
                 "images without georeferencing (PNG/JPEG) must have the same size to be compared pixel by pixel"
             )
         return AlignedPair(before, after, a, Window(0, 0, a.width, a.height), resampled=False)
-    window = overlap_window(before, after)
+    window, shares = overlap_window(before, after)
     info = RasterInfo(int(window.width), int(window.height), a.count, a.dtype, a.crs,
-                      a.transform * Affine.translation(window.col_off, window.row_off), a.driver)
+                      a.transform @ Affine.translation(window.col_off, window.row_off), a.driver)
     whole = (window.col_off, window.row_off, window.width, window.height) == (0, 0, a.width, a.height)
     after_view: RasterSource | WindowedSource = after if whole else WindowedSource(after, window, info)
     offset = _whole_pixel_offset(b, info)
@@ -226,41 +242,56 @@ def _align(before: RasterSource, after: RasterSource) -> AlignedPair:
             before_view = before
         else:
             before_view = WindowedSource(before, Window(col, row, info.width, info.height), info)
-        return AlignedPair(before_view, after_view, info, window, resampled=False)
-    return AlignedPair(WarpedSource(before, info, _resampling(b, info)), after_view, info, window, resampled=True)
+        return AlignedPair(before_view, after_view, info, window, resampled=False, overlap=shares)
+    return AlignedPair(WarpedSource(before, info, _resampling(b, info)), after_view, info, window, resampled=True, overlap=shares)
 
 
-def overlap_window(before: RasterSource, after: RasterSource) -> Window:
-    """The after image's pixels (a whole-pixel window) that the before image's footprint box covers."""
+def _said(source: RasterSource, role: str) -> str:
+    """How messages name one date: in the user's words, with the file's name."""
+    return f"the {role} image ({source.name})"
+
+
+def overlap_window(before: RasterSource, after: RasterSource) -> tuple[Window, dict[str, float]]:
+    """The after image's pixels (a whole-pixel window) that the before image's footprint box covers, and
+    the share of each image's area inside it; a sliver (`MIN_OVERLAP_SHARE`) is refused."""
     b, a = before.info, after.info
+    said_b, said_a = _said(before, "before"), _said(after, "after")
     try:
         bounds = transform_bounds(b.crs, a.crs, *_bounds(b), densify_pts=21)
     except Exception as exc:
-        raise InputError(f"cannot bring {before.path.name} ({b.crs}) into the CRS of {after.path.name} ({a.crs}): {exc}") from None
+        raise InputError(f"cannot bring {said_b} ({b.crs}) into the CRS of {said_a} ({a.crs}): {exc}") from None
     if not all(map(math.isfinite, bounds)):
-        raise InputError(f"{before.path.name} lies outside the area where the CRS of {after.path.name} ({a.crs}) is defined")
+        raise InputError(f"{said_b} lies outside the area where the CRS of {said_a} ({a.crs}) is defined")
     left, bottom, right, top = bounds
     inverse = ~a.transform
-    cols, rows = zip(*(inverse * (x, y) for x in (left, right) for y in (bottom, top)))
+    cols, rows = zip(*(inverse @ (x, y) for x in (left, right) for y in (bottom, top)))
     eps = 1e-6
     c0, c1 = max(0, math.floor(min(cols) + eps)), min(a.width, math.ceil(max(cols) - eps))
     r0, r1 = max(0, math.floor(min(rows) + eps)), min(a.height, math.ceil(max(rows) - eps))
     if c1 <= c0 or r1 <= r0:
         raise InputError(
-            f"before {before.path.name} and after {after.path.name} do not overlap on the ground "
-            f"(before covers {_fmt(bounds)}, after covers {_fmt(_bounds(a))} in {a.crs})"
+            f"{said_b} and {said_a} do not overlap on the ground "
+            f"(the before image covers {_fmt(bounds)}, the after image {_fmt(_bounds(a))} in {a.crs})"
         )
     if c1 - c0 < MIN_OVERLAP_PX or r1 - r0 < MIN_OVERLAP_PX:
         raise InputError(
-            f"before {before.path.name} and after {after.path.name} overlap by only {c1 - c0}x{r1 - r0} pixels "
+            f"{said_b} and {said_a} overlap by only {c1 - c0}x{r1 - r0} pixels "
             f"(at least {MIN_OVERLAP_PX}x{MIN_OVERLAP_PX} needed)"
         )
-    return Window(c0, r0, c1 - c0, r1 - r0)
+    overlap = (c1 - c0) * (r1 - r0)
+    before_px = max(1.0, (max(cols) - min(cols)) * (max(rows) - min(rows)))  # the before image's box, in after pixels
+    shares = {"after": round(overlap / (a.width * a.height), 4), "before": round(min(1.0, overlap / before_px), 4)}
+    if max(shares.values()) < MIN_OVERLAP_SHARE:
+        raise InputError(
+            f"{said_b} and {said_a} overlap on only {shares['after']:.1%} of the after image and {shares['before']:.1%} "
+            f"of the before image (at least {MIN_OVERLAP_SHARE:.0%} of one of them needed): a neighbouring tile or another place?"
+        )
+    return Window(c0, r0, c1 - c0, r1 - r0), shares
 
 
 def _bounds(info: RasterInfo) -> tuple[float, float, float, float]:
     t = info.transform
-    xs, ys = zip(*(t * (c, r) for c in (0, info.width) for r in (0, info.height)))
+    xs, ys = zip(*(t @ (c, r) for c in (0, info.width) for r in (0, info.height)))
     return min(xs), min(ys), max(xs), max(ys)
 
 
@@ -275,7 +306,7 @@ def _whole_pixel_offset(before: RasterInfo, grid: RasterInfo) -> tuple[int, int]
     bt, gt = before.transform, grid.transform
     if not all(math.isclose(u, v, rel_tol=1e-9, abs_tol=1e-12) for u, v in zip((bt.a, bt.b, bt.d, bt.e), (gt.a, gt.b, gt.d, gt.e))):
         return None
-    col, row = ~bt * (gt.c, gt.f)
+    col, row = ~bt @ (gt.c, gt.f)
     if abs(col - round(col)) > SAME_GRID_TOLERANCE_PX or abs(row - round(row)) > SAME_GRID_TOLERANCE_PX:
         return None
     col, row = int(round(col)), int(round(row))

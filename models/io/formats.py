@@ -7,12 +7,11 @@ their limit bounds run time; PNG and JPEG are decoded whole, so theirs bounds me
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from rasterio._err import CPLE_BaseError
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from landsentry.models.vocabulary.errors import InputError, TooLargeError, UnsupportedMediaError
 
@@ -22,6 +21,21 @@ MAX_DECODED_PIXELS = int(os.environ.get("LANDSENTRY_MAX_DECODED_PIXELS", 150_000
 """Largest PNG/JPEG accepted; these are decoded whole, so this bounds memory (~600 MB at RGB)."""
 READ_ERRORS = (RasterioError, CPLE_BaseError)
 """GDAL's CPLE_* errors do not subclass RasterioError."""
+
+
+def quiet_georeferencing_warnings() -> None:
+    """Silence rasterio's NotGeoreferencedWarning, process-wide: "Dataset has no geotransform, gcps, or rpcs"
+    when a plain picture is opened, "The given matrix is equal to Affine.identity" when results of one
+    are written.
+
+    landsentry opens and writes plain pictures on purpose and reports every input's georeferencing
+    itself (`models.io.georef`); rasterio also warns for the in-memory datasets it makes inside
+    `features.shapes`, from whichever thread polygonises. A `catch_warnings` block cannot silence
+    that (it is not thread-safe, and restores the filters under other threads), and a filter set
+    once at import is lost under anything that resets the filters (pytest does, per test), so the
+    entry points that open or make datasets call this: one narrow filter, inserted again each time.
+    """
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
 
 _MAGIC = {
     b"\x89PNG\r\n\x1a\n": "PNG",
@@ -33,30 +47,35 @@ _MAGIC = {
 }
 
 
-def sniff_format(path: Path) -> str:
-    """'PNG', 'JPEG' or 'GTiff' from the first bytes; refuses empty, missing and other files."""
+def sniff_format(path: Path, name: str | None = None) -> str:
+    """'PNG', 'JPEG' or 'GTiff' from the first bytes; refuses empty, missing and other files (`name`: how
+    messages call the file, default its name)."""
     if not path.exists():
         raise InputError(f"file not found: {path}")
     if not path.is_file():
         raise InputError(f"not a file: {path}")
+    name = name or path.name
     with path.open("rb") as fh:
         head = fh.read(8)
     if not head:
-        raise InputError(f"{path.name} is empty (0 bytes)")
+        raise InputError(f"{name} is empty (0 bytes)")
     for magic, fmt in _MAGIC.items():
         if head.startswith(magic):
             return fmt
-    raise UnsupportedMediaError(f"{path.name} is not a PNG, JPEG or GeoTIFF image (unrecognised file header)")
+    raise UnsupportedMediaError(f"{name} is not a PNG, JPEG or GeoTIFF image (unrecognised file header)")
 
 
-def check_pixels(path: Path, width: int, height: int, limit: int) -> None:
-    """InputError for an image without pixels, TooLargeError for one over `limit` pixels."""
+def check_pixels(path: Path, width: int, height: int, limit: int, setting: str = "LANDSENTRY_MAX_PIXELS",
+                 name: str | None = None) -> None:
+    """InputError for an image without pixels, TooLargeError for one over `limit` pixels; the message names
+    the one setting (`setting`, an environment variable) that raises that limit."""
+    name = name or path.name
     if width <= 0 or height <= 0:
-        raise InputError(f"{path.name} has no pixels ({width}x{height})")
+        raise InputError(f"{name} has no pixels ({width}x{height})")
     if width * height > limit:
         raise TooLargeError(
-            f"{path.name} claims {width}x{height} = {width * height:,} pixels, over the limit of {limit:,} "
-            "(set LANDSENTRY_MAX_PIXELS / LANDSENTRY_MAX_DECODED_PIXELS to raise it, or tile the image)"
+            f"{name} claims {width}x{height} = {width * height:,} pixels, over the limit of {limit:,} "
+            f"(set {setting} to raise it, or tile the image)"
         )
 
 
@@ -66,19 +85,3 @@ def short_error(exc: BaseException) -> str:
         exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:240]
-
-
-def picture_to_array(img: Image.Image) -> tuple[np.ndarray, bool]:
-    """PIL image -> (C x H x W array in uint8, or uint16 for 16-bit PNG; whether the last band is alpha)."""
-    mode = img.mode
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif mode in ("CMYK", "YCbCr", "HSV", "LAB", "1", "PA"):
-        img = img.convert("RGB")
-    elif mode.startswith("I;16") or mode == "I":
-        return np.asarray(img).astype(np.uint16)[None], False
-    elif mode == "F":
-        return np.asarray(img, dtype=np.float32)[None], False
-    array = np.asarray(img)
-    has_alpha = img.mode in ("LA", "RGBA")
-    return (array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))), has_alpha

@@ -6,6 +6,9 @@ or an OGC URN), otherwise RFC 7946's WGS84 longitude/latitude - but coordinates 
 with no `crs` member cannot be lon/lat, and are refused rather than guessed. Invalid polygons (a
 self-intersecting "bowtie", a ring drawn backwards) are repaired with shapely's `make_valid`; a
 feature that is not a polygon, or cannot be read or repaired, is named in the error.
+
+Parcels that all miss the image are refused (`require_on_image`): a wrong CRS, or parcels of
+another area, would otherwise make every building look like it stands outside its permit.
 """
 from __future__ import annotations
 
@@ -40,6 +43,12 @@ class Permits:
     path: Path | None = None
     repaired: list[int] = field(default_factory=list)
     """Indexes (0-based, in the file's feature order) of parcels whose geometry was repaired."""
+    parcels: list[BaseGeometry] = field(default_factory=list)
+    """Each parcel, in the image CRS."""
+    name: str | None = None
+    """How messages and summaries call the file (default: its name)."""
+    on_image: int | None = None
+    """Parcels that intersect the image (set by `require_on_image`)."""
 
     def __post_init__(self) -> None:
         self._prepared = prep(self.area)
@@ -55,14 +64,25 @@ class Permits:
         return float(geometry.difference(self.area).area / geometry.area)
 
     def describe(self) -> dict:
-        return {"file": self.path.name if self.path else None, "parcels": self.count, "crs": self.source_crs.to_string(),
-                "repaired_features": self.repaired}
+        return {"file": self.name or (self.path.name if self.path else None), "parcels": self.count,
+                "parcels_on_image": self.on_image, "crs": self.source_crs.to_string(), "repaired_features": self.repaired}
+
+    def require_on_image(self, footprint: BaseGeometry, image: str) -> None:
+        """Count the parcels that intersect the image's `footprint` (same CRS); refuse when none does."""
+        self.on_image = sum(bool(p.intersects(footprint)) for p in self.parcels)
+        if self.on_image == 0:
+            left, bottom, right, top = self.area.bounds
+            il, ib, ir, it = footprint.bounds
+            raise InputError(
+                f"permits file {self.name}: none of its {self.count} parcel(s) touches {image} (the parcels span "
+                f"x {left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g}; the image x {il:.6g}..{ir:.6g}, y {ib:.6g}..{it:.6g}, "
+                f"in the image CRS); is the file's CRS ({self.source_crs.to_string()}) right, and is it the same area?")
 
 
-def load_permits(path: str | Path, image_crs: CRS | None) -> Permits:
-    """Read, check, repair and reproject the parcels of a permits GeoJSON file."""
+def load_permits(path: str | Path, image_crs: CRS | None, name: str | None = None) -> Permits:
+    """Read, check, repair and reproject the parcels of a permits GeoJSON file (`name`: how messages call it)."""
     path = Path(path)
-    name = path.name
+    name = name or path.name
     if not path.is_file():
         raise InputError(f"permits file not found: {path}")
     if image_crs is None:
@@ -98,7 +118,7 @@ def load_permits(path: str | Path, image_crs: CRS | None) -> Permits:
         parcels.append(poly)
     if not parcels:
         raise InputError(f"permits file {name} holds no parcels (no polygon features)")
-    return Permits(unary_union(parcels), len(parcels), src_crs, path, repaired)
+    return Permits(unary_union(parcels), len(parcels), src_crs, path, repaired, parcels, name)
 
 
 def _geometries(data: object, name: str) -> list[object]:

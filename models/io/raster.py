@@ -23,10 +23,12 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from landsentry.models.io.formats import (
-    MAX_DECODED_PIXELS, MAX_PIXELS, READ_ERRORS, check_pixels, picture_to_array, short_error, sniff_format,
+    MAX_DECODED_PIXELS, MAX_PIXELS, READ_ERRORS, check_pixels, quiet_georeferencing_warnings, short_error, sniff_format,
 )
-from landsentry.models.io.stretch import Stretch, percentile_stretch, rgb_preview, scale_to_255
-from landsentry.models.vocabulary.errors import InputError, TooLargeError
+from landsentry.models.io.georef import Georef, georeference
+from landsentry.models.io.picture import decode_picture
+from landsentry.models.io.stretch import AS_IS, Scaling, choose_scaling, finite_mask, rgb_preview, scale_to_255
+from landsentry.models.vocabulary.errors import InputError
 
 os.environ.setdefault("GDAL_CACHEMAX", "128")
 """GDAL's block cache in MB (its default is 5 % of RAM): blocks of a large scene are read and
@@ -62,13 +64,21 @@ class RasterSource:
     """An input image opened for windowed reading of `channels` model bands scaled to 0..255.
 
     1-band input is repeated to fill 3 channels (panchromatic); 4-band input is read as R, G, B
-    (+ NIR when the model takes 4 bands); an alpha band or nodata value becomes the validity mask.
-    `bands` (1-based) picks bands explicitly for other layouts.
+    (+ NIR when the model takes 4 bands); an alpha band, a nodata value or NaN becomes the validity
+    mask. `bands` (1-based) picks bands explicitly for other layouts. `name` is how messages call
+    the file (default: its name; the service passes the uploaded file's name), `bands_option` how
+    they tell the user to pick bands (the CLI's --bands; the service's form field).
     """
 
-    def __init__(self, path: str | Path, channels: int = 3, bands: list[int] | None = None, gsd: float | None = None) -> None:
+    def __init__(self, path: str | Path, channels: int = 3, bands: list[int] | None = None, gsd: float | None = None,
+                 name: str | None = None, bands_option: str = "--bands") -> None:
+        quiet_georeferencing_warnings()
         self.path = Path(path)
-        self.format = sniff_format(self.path)
+        self.name = name or self.path.name
+        self.bands_option = bands_option
+        self.georef = Georef(None, Affine.identity(), "none")
+        self.picture: dict = {}
+        self.format = sniff_format(self.path, self.name)
         self.lock = threading.Lock()  # one GDAL handle: reads from prefetch threads take turns
         self.dataset = None
         self._array: np.ndarray | None = None  # decoded PNG/JPEG, C x H x W
@@ -80,7 +90,8 @@ class RasterSource:
                 self._open_picture(gsd)
             self.channels = channels
             self.band_indexes = self._choose_bands(bands, channels)
-            self.stretch = self._compute_stretch()
+            self.scaling = self._compute_scaling()
+            self.stretch = self.scaling.stretch
         except BaseException:  # refused after opening (size, bands, unreadable): do not leak the file
             self.close()
             raise
@@ -92,10 +103,17 @@ class RasterSource:
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 ds = rasterio.open(self.path)
         except READ_ERRORS as exc:
-            raise InputError(f"{self.path.name} is not a readable GeoTIFF: {short_error(exc)}") from None
+            raise InputError(f"{self.name} is not a readable GeoTIFF: {short_error(exc)}") from None
         self.dataset = ds
-        check_pixels(self.path, ds.width, ds.height, MAX_PIXELS)
-        transform, crs = ds.transform, ds.crs
+        check_pixels(self.path, ds.width, ds.height, MAX_PIXELS, "LANDSENTRY_MAX_PIXELS", self.name)
+        if ds.subdatasets:
+            raise InputError(
+                f"{self.name} holds {len(ds.subdatasets)} images (TIFF pages); landsentry reads one image per file: save the "
+                f"page to interpret as a file of its own (e.g. gdal_translate GTIFF_DIR:2:{self.name} page2.tif)")
+        self.georef = georeference(ds, self.name)
+        if self.georef.problem:
+            raise InputError(self.georef.problem)
+        transform, crs = self.georef.transform, self.georef.crs
         if crs is None and transform == Affine.identity() and gsd:
             transform = Affine(gsd, 0, 0, 0, -gsd, 0)
         elif crs is None and gsd:
@@ -104,27 +122,10 @@ class RasterSource:
         self.info = RasterInfo(ds.width, ds.height, ds.count, ds.dtypes[0], crs, transform, "GTiff")
 
     def _open_picture(self, gsd: float | None) -> None:
-        try:
-            with warnings.catch_warnings():
-                # Our own limit applies, checked before decoding; Pillow's global setting is left alone
-                # (its bomb error, for sizes far past ours, is mapped to TooLargeError below).
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(self.path) as img:
-                    width, height = img.size
-                    check_pixels(self.path, width, height, MAX_DECODED_PIXELS)
-                    img.load()
-                    array, has_alpha = picture_to_array(img)
-        except Image.DecompressionBombError as exc:
-            raise TooLargeError(f"{self.path.name} is over the limit of {MAX_DECODED_PIXELS:,} decodable pixels: {short_error(exc)}") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise InputError(f"{self.path.name} is a damaged or truncated {self.format} image: {short_error(exc)}") from None
-        if has_alpha:
-            self._alpha = array[-1] > 0
-            array = array[:-1]
-        self._array = array
-        self._color = []
+        array, alpha, self.picture = decode_picture(self.path, self.format, self.name, MAX_DECODED_PIXELS)
+        self._array, self._alpha, self._color = array, alpha, []
         transform = Affine(gsd, 0, 0, 0, -gsd, 0) if gsd else Affine.identity()
-        self.info = RasterInfo(width, height, array.shape[0], str(array.dtype), None, transform, self.format)
+        self.info = RasterInfo(array.shape[2], array.shape[1], array.shape[0], str(array.dtype), None, transform, self.format)
 
     def _choose_bands(self, bands: list[int] | None, channels: int) -> list[int]:
         count = self.info.count
@@ -138,7 +139,7 @@ class RasterSource:
         if bands:
             bad = [b for b in bands if not 1 <= b <= count]
             if bad:
-                raise InputError(f"{self.path.name} has {count} band(s); --bands {bad} out of range")
+                raise InputError(f"{self.name} has {count} band(s): {','.join(map(str, bad))} in {self.bands_option} is out of range")
             chosen = list(bands)
         elif len(data_bands) == 1:
             chosen = data_bands * 3 if channels == 3 else data_bands
@@ -150,8 +151,8 @@ class RasterSource:
             chosen = chosen * 3
         if len(chosen) != channels:
             raise InputError(
-                f"{self.path.name} has {len(data_bands)} data band(s); landsentry reads 1 (panchromatic), "
-                f"3 (RGB) or 4 (RGB+NIR) bands for this {channels}-band model; pick bands with --bands"
+                f"{self.name} has {len(data_bands)} data band(s); landsentry reads 1 (panchromatic), "
+                f"3 (RGB) or 4 (RGB+NIR) bands for this {channels}-band model; pick {channels} of them with {self.bands_option} (e.g. 3,2,1)"
             )
         self.alpha_band = alpha[0] if alpha else None
         return chosen
@@ -163,19 +164,27 @@ class RasterSource:
         try:
             values = self.dataset.read(band, out_shape=shape)
         except READ_ERRORS as exc:
-            raise InputError(f"{self.path.name} could not be read: {short_error(exc)} (truncated or corrupt file?)") from None
+            raise InputError(f"{self.name} could not be read: {short_error(exc)} (truncated or corrupt file?)") from None
         full = np.iinfo(values.dtype).max if values.dtype.kind in "ui" else 1
         return bool(np.isin(values, (0, 255, full)).mean() >= 0.99)
 
     # --- scaling -------------------------------------------------------------------------------
-    def _compute_stretch(self) -> Stretch | None:
-        """Per-band (low, high) for non-8-bit data, from a decimated read of the whole image."""
+    def _compute_scaling(self) -> Scaling:
+        """How raw values become 0..255 (`models.io.stretch`), judged on a decimated read of the whole image."""
         if self.info.dtype == "uint8":
-            return None
+            return AS_IS
         scale = max(1.0, max(self.info.width, self.info.height) / 1024)
         shape = (max(1, int(self.info.height / scale)), max(1, int(self.info.width / scale)))
         raw, valid = self.read_raw(Window(0, 0, self.info.width, self.info.height), out_shape=shape)
-        return percentile_stretch(raw, valid)
+        return choose_scaling(raw, valid)
+
+    def describe(self) -> dict:
+        """For summary.json: the file as it was read (type, scaling, georeferencing, orientation)."""
+        out = {"file": self.name, "format": self.format, "dtype": self.info.dtype, "bands": list(self.band_indexes),
+               "scaling": self.scaling.describe(), "georeferencing": self.georef.describe()}
+        if self.picture.get("exif_orientation", 1) != 1:
+            out["exif_orientation"] = self.picture["exif_orientation"]
+        return out
 
     # --- reading -------------------------------------------------------------------------------
     def read_raw(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -195,25 +204,25 @@ class RasterSource:
                     kwargs["out_shape"] = out_shape
                 if not self._gdal_masks:  # validity from nodata alone (see _choose_bands)
                     nodata = self.dataset.nodata
-                    mask = np.ones(data.shape[1:], bool) if nodata is None else ~(
-                        np.isnan(data) if np.isnan(nodata) else data == nodata).any(axis=0)
-                    return data, mask
-                mask = self.dataset.read_masks(self.band_indexes[0], **kwargs) > 0
-                if self.alpha_band is None and len(set(self.band_indexes)) > 1:
-                    for b in sorted(set(self.band_indexes))[1:]:
-                        mask &= self.dataset.read_masks(b, **kwargs) > 0
+                    mask = np.ones(data.shape[1:], bool) if nodata is None or np.isnan(nodata) else ~(data == nodata).any(axis=0)
+                else:
+                    mask = self.dataset.read_masks(self.band_indexes[0], **kwargs) > 0
+                    if self.alpha_band is None and len(set(self.band_indexes)) > 1:
+                        for b in sorted(set(self.band_indexes))[1:]:
+                            mask &= self.dataset.read_masks(b, **kwargs) > 0
             except READ_ERRORS as exc:
-                raise InputError(f"{self.path.name} could not be read at rows {window.row_off}-{window.row_off + window.height}: {short_error(exc)} (truncated or corrupt file?)") from None
-            return data, mask
-        rows = slice(int(window.row_off), int(window.row_off + window.height))
-        cols = slice(int(window.col_off), int(window.col_off + window.width))
-        data = self._array[[b - 1 for b in self.band_indexes], rows, cols]
-        mask = self._alpha[rows, cols] if self._alpha is not None else np.ones(data.shape[1:], bool)
-        if out_shape:
-            ys = np.linspace(0, data.shape[1] - 1, out_shape[0]).astype(int)
-            xs = np.linspace(0, data.shape[2] - 1, out_shape[1]).astype(int)
-            data, mask = data[:, ys][:, :, xs], mask[ys][:, xs]
-        return data, mask
+                raise InputError(f"{self.name} could not be read at rows {window.row_off}-{window.row_off + window.height}: {short_error(exc)} (truncated or corrupt file?)") from None
+        else:
+            rows = slice(int(window.row_off), int(window.row_off + window.height))
+            cols = slice(int(window.col_off), int(window.col_off + window.width))
+            data = self._array[[b - 1 for b in self.band_indexes], rows, cols]
+            mask = self._alpha[rows, cols] if self._alpha is not None else np.ones(data.shape[1:], bool)
+            if out_shape:
+                ys = np.linspace(0, data.shape[1] - 1, out_shape[0]).astype(int)
+                xs = np.linspace(0, data.shape[2] - 1, out_shape[1]).astype(int)
+                data, mask = data[:, ys][:, :, xs], mask[ys][:, xs]
+        finite = finite_mask(data)  # NaN and ±inf are nodata, declared or not
+        return data, mask if finite is None else mask & finite
 
     def to_255(self, raw: np.ndarray) -> np.ndarray:
         """Raw bands of this source on the model's 0..255 scale (its own stretch, `models.io.stretch`)."""
