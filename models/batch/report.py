@@ -71,7 +71,8 @@ def build_report(tasks: list[SceneTask], settled: Settled, register: RegisterRes
         "failed": failed,
         "register": {"path": str(register.path), "crs": register.crs, "flags": register.flags,
                      "duplicates_dropped": register.duplicates_dropped,
-                     "overlaps": "each flag comes from the scene whose footprint centre is nearest its representative point"},
+                     "overlaps": ("flags of one kind from two scenes that overlap by at least half the smaller are copies; "
+                                      "of each set of copies the one deepest inside its own scene is kept")},
         "province": register.province,
     }
 

@@ -121,7 +121,7 @@ def cached_models(spec: ModelSpec) -> tuple[LoadedModels, bool]:
 def footprint(info: RasterInfo) -> shapely.Polygon:
     """The analysis grid's outline in its own coordinates, with points along each edge so it bends true when reprojected."""
     t = info.transform
-    corners = [t * (0, 0), t * (info.width, 0), t * (info.width, info.height), t * (0, info.height)]
+    corners = [t @ (0, 0), t @ (info.width, 0), t @ (info.width, info.height), t @ (0, info.height)]
     outline = shapely.Polygon(corners)
     return shapely.segmentize(outline, max(outline.length / 4 / 16, 1e-9))
 
