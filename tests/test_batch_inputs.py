@@ -3,6 +3,7 @@ the ledger's skip rule, and the register's rule for copies of one flag in overla
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import shapely
 from rasterio.crs import CRS
 
+from landsentry.models.batch.cores import cgroup_cpu_limit, usable_cores
 from landsentry.models.batch.ledger import Ledger, fingerprint
 from landsentry.models.batch.manifest import Scene, read_manifest
 from landsentry.models.batch.register import write_register
@@ -169,3 +171,38 @@ def test_copies_in_overlapping_scenes_are_kept_once_from_the_scene_that_sees_the
     assert result.per_scene == {"a": {"flags_in_register": 2, "suspected_in_register": 0}, "b": {"flags_in_register": 1, "suspected_in_register": 0}}
     house_row = [shapely.from_wkb(g) for g, s, i in zip(wkb, columns[0], columns[1]) if (s, i) == ("b", 1)][0]
     assert house_row.area == pytest.approx(400.0)
+
+
+def test_a_containers_cpu_quota_caps_the_cores(tmp_path):
+    assert cgroup_cpu_limit(tmp_path) is None  # no cgroup files: no limit known
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(tmp_path) is None
+    (tmp_path / "cpu.max").write_text("250000 100000\n")  # Kubernetes limits.cpu: 2.5
+    assert cgroup_cpu_limit(tmp_path) == 3
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(v1) is None
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
+    assert cgroup_cpu_limit(v1) == 4
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("extra, message", [(["--worker-counts", "1,x"], "--worker-counts takes numbers"),
+                                            (["--worker-counts", "0"], "--worker-counts takes numbers"),
+                                            (["--workers", "2"], "give --worker-counts, not --workers")])
+def test_bench_batch_refuses_bad_options_before_it_starts(extra, message, shared_file, tiny_checkpoint, cli, tmp_path):
+    (tmp_path / "m.csv").write_text(f"id,after\na,{shared_file(SPACENET)}\n")
+    code, _, err = cli(["bench-batch", tmp_path / "m.csv", "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint, *extra])
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_batch_needs_an_empty_workdir(shared_file, tiny_checkpoint, cli, tmp_path):
+    (tmp_path / "m.csv").write_text(f"id,after\na,{shared_file(SPACENET)}\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    code, _, err = cli(["bench-batch", tmp_path / "m.csv", "-o", tmp_path / "out", "--checkpoint", tiny_checkpoint])
+    assert code == 2 and "is not empty" in err, err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]

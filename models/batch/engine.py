@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+from landsentry.models.batch.cores import usable_cores
 from landsentry.models.batch.ledger import Ledger, OutdirLock
 from landsentry.models.batch.worker import SCENES, SceneTask, run_scene
 from landsentry.models.vocabulary.errors import InputError
@@ -33,10 +33,7 @@ T = TypeVar("T")
 
 
 def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 @dataclass(frozen=True)

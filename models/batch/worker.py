@@ -28,6 +28,7 @@ from landsentry.models.analysis.change import ChangeParams
 from landsentry.models.analysis.flags import FlagRules
 from landsentry.models.analysis.interpret import interpret, open_inputs
 from landsentry.models.analysis.polygons import area_m2
+from landsentry.models.batch.cores import usable_cores
 from landsentry.models.batch.manifest import Scene
 from landsentry.models.inference.runner import ChangeRunner, Predictor
 from landsentry.models.io.geojson import reproject
@@ -128,10 +129,7 @@ def footprint(info: RasterInfo) -> shapely.Polygon:
 
 def _worker_threads() -> int:
     """This process's cores divided by the scenes its Dask worker runs at once (1 outside Dask)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     try:
         from distributed import get_worker
 
