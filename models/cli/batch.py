@@ -144,8 +144,8 @@ def print_figures(report: dict) -> None:
     print(f"register: {r['path']} ({r['crs']}): {r['flags']} flag(s), {r['duplicates_dropped']} duplicate(s) in overlaps left out")
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def execute(args: argparse.Namespace) -> dict:
+    """The batch `args` describe, run to the end: the report (as report.json holds it). Bad input raises InputError first."""
     check_common_options(args)
     crs = register_crs(args.crs)
     scenes = read_manifest(args.manifest, permits=args.permits, gsd=args.gsd)
@@ -159,9 +159,14 @@ def main(argv: list[str]) -> int:
 
     progress = Progress(args.quiet)
     try:
-        report = run_batch(tasks, outdir, options, finish, args.retry_failed, progress.start, progress.result)
+        return run_batch(tasks, outdir, options, finish, args.retry_failed, progress.start, progress.result)
     finally:
         progress.close()
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    report = execute(args)
     print_figures(report)
-    print(f"report: {outdir / 'report.json'}")
+    print(f"report: {Path(report['outdir']) / 'report.json'}")
     return 0 if report["scenes"]["failed_in_outdir"] == 0 else 1
