@@ -159,7 +159,7 @@ def _publish(work: Path, target: Path) -> None:
 
 def run_scene(task: SceneTask) -> dict:
     """Interpret one scene into OUTDIR/scenes/ID; returns its ledger record (status 'done' or 'failed')."""
-    started = time.time()
+    started, cpu = time.time(), time.process_time()  # CPU seconds of this process: the scene's cost without other load
     scene = task.scene
     record = {"id": scene.id, "fingerprint": task.fingerprint, "worker": _worker_name(), "pid": os.getpid(),
               "model_sha256": task.model.checkpoint_sha256, "change_model_sha256": task.model.change_sha256,
@@ -181,12 +181,13 @@ def run_scene(task: SceneTask) -> dict:
                       width=result.info.width, height=result.info.height, crs=crs.to_string() if crs else None,
                       footprint_wgs84=shapely.to_wkt(reproject([outline], crs, WGS84)[0], rounding_precision=9) if crs else None,
                       flags=len(result.flags), suspected_illegal=sum(f.suspected_illegal for f in result.flags))
-        record["seconds"] = round(time.time() - started, 3)
+        record.update(seconds=round(time.time() - started, 3), cpu_s=round(time.process_time() - cpu, 3))
         (work / SCENE_RECORD).write_text(json.dumps({**record, "scene": _plain(asdict(scene)), "model": asdict(task.model),
                                                      "rules": task.rules.as_dict(), "params": asdict(task.params)}, indent=1))
         _publish(work, scenes / scene.id)
     except LandsentryError as exc:
-        record.update(status="failed", reason=str(exc), permanent=True, seconds=round(time.time() - started, 3))
+        record.update(status="failed", reason=str(exc), permanent=True, seconds=round(time.time() - started, 3),
+                      cpu_s=round(time.process_time() - cpu, 3))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return record

@@ -5,7 +5,7 @@ loop in this process (the model loaded once, one scene after another, no Dask), 
 batch` on a LocalCluster of each of `--worker-counts` worker processes. For each it prints scenes/min
 and km²/min over the processing time (first scene started to last one finished) and the whole
 command's time (manifest, model check, cluster start, register and reports included), the time
-spent inside scenes and the share of the workers' time outside them (scheduling, and waiting for the
+(and CPU time) spent inside scenes and the share of the workers' time outside them (scheduling, and waiting for the
 last scene), then the engine's overhead against the loop and the speed-up of more workers, with the
 machine's load average (other processes share its cores). WORKDIR/bench.json holds the same figures. A benchmark, not a test: the figures vary with the machine and its load.
 """
@@ -52,8 +52,9 @@ def figures(name: str, workers: int | None, records: list[dict], processing_s: f
     workers' time not spent inside scenes (the engine's scheduling, plus workers waiting at the end)."""
     done = [r for r in records if r.get("status") == "done"]
     km2, busy = sum(r.get("area_km2") or 0.0 for r in done), sum(r.get("seconds") or 0.0 for r in records)
+    cpu = sum(r.get("cpu_s") or 0.0 for r in records)
     return {"run": name, "workers": workers, "threads_per_worker": threads, "scenes_done": len(done), "km2": round(km2, 4),
-            "processing_s": round(processing_s, 2), "whole_s": round(whole_s, 2), "in_scenes_s": round(busy, 2),
+            "processing_s": round(processing_s, 2), "whole_s": round(whole_s, 2), "in_scenes_s": round(busy, 2), "cpu_in_scenes_s": round(cpu, 2),
             "idle_pct": round(100 * (1 - busy / (processing_s * (workers or 1))), 1) if processing_s > 0 else None,
             "scenes_per_min": _per_minute(len(done), processing_s), "km2_per_min": _per_minute(km2, processing_s)}
 
@@ -82,11 +83,11 @@ def dask_run(args: argparse.Namespace, workers: int, outdir: Path) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'run':<18} {'workers':>7} {'threads':>7} {'scenes':>6} {'km²':>8} {'processing s':>12} {'in scenes s':>11} "
+    print(f"{'run':<18} {'workers':>7} {'threads':>7} {'scenes':>6} {'km²':>8} {'processing s':>12} {'in scenes s':>11} {'CPU s':>6} "
           f"{'idle %':>6} {'whole s':>7} {'scenes/min':>10} {'km²/min':>8}")
     for r in rows:
         print(f"{r['run']:<18} {r['workers'] or '-':>7} {r['threads_per_worker'] or '-':>7} {r['scenes_done']:>6} {r['km2']:>8.3f} "
-              f"{r['processing_s']:>12.1f} {r['in_scenes_s']:>11.1f} {r['idle_pct'] or 0:>6.1f} {r['whole_s']:>7.1f} "
+              f"{r['processing_s']:>12.1f} {r['in_scenes_s']:>11.1f} {r['cpu_in_scenes_s']:>6.1f} {r['idle_pct'] or 0:>6.1f} {r['whole_s']:>7.1f} "
               f"{r['scenes_per_min'] or 0:>10.2f} {r['km2_per_min'] or 0:>8.2f}")
         for w in r.get("per_worker", []):
             print(f"{'':<20}{w['worker']}: {w['scenes']} scene(s), {w['km2_per_min'] or 0:.3f} km²/min while busy")
