@@ -115,6 +115,8 @@ class Progress:
         print(f"{todo} scene(s) to run on {where}, {skipped} skipped (settled before)")
         if cluster.dashboard:
             print(f"dashboard: {cluster.dashboard}")
+        if not cluster.local and todo and not cluster.client.scheduler_info().get("workers"):
+            print("the cluster has no workers yet: scenes wait until some join (Ctrl-C stops; finished scenes are kept)")
         if not self.quiet and todo:
             from tqdm import tqdm
 
