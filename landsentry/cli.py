@@ -12,6 +12,8 @@ from landsentry.models.vocabulary.errors import LandsentryError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("landsentry.models.cli.predict", "interpret an image (or a before/after pair) into classes, polygons and an overlay"),
+    "batch": ("landsentry.models.cli.batch", "interpret many scenes (a manifest or folders) on Dask, resumably, into one flag register"),
+    "bench-batch": ("landsentry.models.cli.bench_batch", "measure landsentry batch on local Dask clusters against a plain loop over the same scenes"),
     "train": ("landsentry.training.train", "train or fine-tune a segmentation model"),
     "bench-train": ("landsentry.training.bench_train", "measure training throughput (samples/s) of a recipe on this machine"),
     "loso": ("landsentry.training.loso", "leave-one-source-out table of a training recipe (train without each source, score on it)"),

@@ -65,6 +65,18 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def sharp_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint with its head weights x40: confident, spatially varied classes, so two real dates
+    differ in places and give real flags to check the plumbing on, without a trained model."""
+    from landsentry.models.nn.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    ckpt.state_dict = dict(ckpt.state_dict)
+    ckpt.state_dict["segmentation_head.weight"] = ckpt.state_dict["segmentation_head.weight"] * 40
+    return save_checkpoint(ckpt, tmp_path_factory.mktemp("sharp") / "sharp.pt")
+
+
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
     """`landsentry ARGV` in this process: (exit code, stdout, stderr); argparse exits become codes."""
     import landsentry

@@ -37,17 +37,6 @@ PROPERTIES = {"id", "kind", "suspected_illegal", "reason", "area_m2", "confidenc
 WGS84 = CRS.from_epsg(4326)
 
 
-@pytest.fixture(scope="session")
-def sharp_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
-    """The tiny checkpoint with its head weights x40: confident, spatially varied classes."""
-    from landsentry.models.nn.checkpoint import load_checkpoint, save_checkpoint
-
-    ckpt = load_checkpoint(tiny_checkpoint)
-    ckpt.state_dict = dict(ckpt.state_dict)
-    ckpt.state_dict["segmentation_head.weight"] = ckpt.state_dict["segmentation_head.weight"] * 40
-    return save_checkpoint(ckpt, tmp_path_factory.mktemp("sharp") / "sharp.pt")
-
-
 def run_pair(cli, before, after, outdir, checkpoint, *extra, expect=0):
     code, out, err = cli(["predict", after, "--before", before, "-o", outdir, "--checkpoint", checkpoint, *FAST, *extra])
     assert code == expect, err

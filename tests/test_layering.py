@@ -22,7 +22,8 @@ MODELS_LAYERS: dict[str, set[str]] = {
     "analysis": {"vocabulary", "io", "nn", "inference"},
     "evaluation": {"vocabulary", "io", "nn", "inference", "analysis", "data"},
     "bench": {"vocabulary", "io", "nn", "inference", "analysis"},
-    "cli": {"vocabulary", "io", "nn", "inference", "analysis", "data", "evaluation", "bench"},
+    "batch": {"vocabulary", "io", "nn", "inference", "analysis"},
+    "cli": {"vocabulary", "io", "nn", "inference", "analysis", "data", "evaluation", "bench", "batch"},
 }
 MAX_LINES = 400
 WHOLE = "reads best whole"
