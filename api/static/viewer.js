@@ -36,7 +36,8 @@ export class Viewer {
     this.viewport = viewport;
     this.stage = viewport.querySelector(".stage");
     this.image = this.stage.querySelector("img");
-    this.canvas = this.stage.querySelector("canvas");
+    this.canvas = this.stage.querySelector("#classes-canvas");
+    this.edges = this.stage.querySelector("#segments-canvas"); // segment outlines, shown with the segment tool
     this.svg = this.stage.querySelector("#flags-svg");
     this.draft = this.stage.querySelector("#draw-svg"); // the polygon being drawn
     this.cursor = viewport.querySelector(".brush-cursor");
@@ -66,19 +67,19 @@ export class Viewer {
   async setImage(url, width, height) {
     this.width = width;
     this.height = height;
-    for (const el of [this.stage, this.image, this.canvas, this.svg, this.draft]) {
+    for (const el of [this.stage, this.image, this.canvas, this.edges, this.svg, this.draft]) {
       el.style.width = `${width}px`;
       el.style.height = `${height}px`;
     }
-    this.canvas.width = width;
-    this.canvas.height = height;
+    this.canvas.width = this.edges.width = width;
+    this.canvas.height = this.edges.height = height;
     this.svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     this.draft.setAttribute("viewBox", `0 0 ${width} ${height}`);
     this.svg.replaceChildren();
     this.ids = null;
     this.original = null;
     this.painted = null;
-    this.segments = null;
+    this.setSegments(null);
     this.history = [];
     this.cancelPolygon();
     this.canvas.getContext("2d").clearRect(0, 0, width, height);
@@ -261,6 +262,19 @@ export class Viewer {
   setSegments(segments) {
     if (segments && segments.length !== this.width * this.height) throw new Error("the segments do not match the image size");
     this.segments = segments;
+    const ctx = this.edges.getContext("2d");
+    ctx.clearRect(0, 0, this.width, this.height);
+    if (!segments) return;
+    // a pixel is on an outline where its segment differs from the one to its right or below
+    const img = ctx.createImageData(this.width, this.height);
+    for (let y = 0; y < this.height; y++) {
+      for (let x = 0; x < this.width; x++) {
+        const i = y * this.width + x;
+        const edge = (x + 1 < this.width && segments[i + 1] !== segments[i]) || (y + 1 < this.height && segments[i + this.width] !== segments[i]);
+        if (edge) img.data.set([255, 255, 255, 170], i * 4);
+      }
+    }
+    ctx.putImageData(img, 0, 0);
   }
 
   // ---- polygon tool: click vertices, close on the first one (or Enter), fill with the brush class ----
@@ -386,6 +400,7 @@ export class Viewer {
     this.tool = tool;
     this.viewport.classList.toggle("painting", tool === "paint");
     this.viewport.classList.toggle("drawing", CLICK_TOOLS.includes(tool));
+    this.edges.hidden = tool !== "segment";
   }
 
   /** A click (no drag) with a click tool at image pixel (x, y). */
