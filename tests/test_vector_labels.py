@@ -266,3 +266,24 @@ def test_mask_and_vectors_together_or_neither_are_refused(client, tile, tmp_path
     Image.fromarray(np.full((900, 900), IGNORE_INDEX, np.uint8)).save(mask)
     r = client.post("/v1/samples", files={"image": ("a.tif", image.read_bytes()), "mask": ("m.png", mask.read_bytes())})
     assert r.status_code == 422 and "labels no pixel" in r.json()["detail"]
+
+
+def test_cli_posts_to_a_running_server_that_holds_the_data_dir(cli, tile, labels, tmp_path, tiny_checkpoint):
+    """While `landsentry serve` holds the data directory the CLI refuses to write into it, and --server posts instead."""
+    from tests.serving import get_json, serve
+
+    image, _, crs, _ = tile
+    feats, expected = labels
+    vectors = write_geojson(tmp_path / "parcels.geojson", feats, crs, to_crs="EPSG:4326")
+    data = tmp_path / "served"
+    maps = [f"--map={value}={name}" for value, name in MAPPING.items()]
+    with serve(data, LANDSENTRY_MODEL=str(tiny_checkpoint), LANDSENTRY_WORKER="false") as base:
+        code, _, err = cli(["samples", "add", image, "--vectors", vectors, "--class-field", "landuse", *maps, "--data-dir", data])
+        assert code == 2 and "a landsentry server is using" in err and "--server" in err
+        code, out, err = cli(["samples", "add", image, "--vectors", vectors, "--class-field", "landuse", *maps, "--server", base, "--json"])
+        assert code == 0, err
+        sample = json.loads(out)
+        assert [s["id"] for s in get_json(base + "/v1/samples")["samples"]] == [sample["id"]]
+        assert np.array_equal(np.asarray(Image.open(data / "samples" / "masks" / f"{sample['id']}.png")), expected)
+        code, out, err = cli(["samples", "add", image, "--vectors", vectors, "--class-field", "landuse", "--map=house=building", "--server", base])
+        assert code == 2 and "the server refused the sample (HTTP 422)" in err and "does not name 'street'" in err
