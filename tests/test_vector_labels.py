@@ -287,3 +287,37 @@ def test_cli_posts_to_a_running_server_that_holds_the_data_dir(cli, tile, labels
         assert np.array_equal(np.asarray(Image.open(data / "samples" / "masks" / f"{sample['id']}.png")), expected)
         code, out, err = cli(["samples", "add", image, "--vectors", vectors, "--class-field", "landuse", "--map=house=building", "--server", base])
         assert code == 2 and "the server refused the sample (HTTP 422)" in err and "does not name 'street'" in err
+
+
+def test_naip_four_band_tile_with_web_mercator_polygons(client, settings, shared_file, tmp_path):
+    """The real NAIP GeoTIFF (4 bands, 5 m, EPSG:26914) labelled by polygons sent in EPSG:3857."""
+    image = shared_file("naip_pair/m_4709963_se_14_1_20200831.tif")
+    with rasterio.open(image) as ds:
+        t, crs, hw = ds.transform, ds.crs, (ds.height, ds.width)
+    field = Polygon([px(t, 100.25, 50.25), px(t, 400.75, 50.25), px(t, 400.75, 300.75), px(t, 100.25, 300.75)])
+    pond = Polygon([px(t, 600.25, 500.25), px(t, 700.75, 500.25), px(t, 700.75, 560.75), px(t, 600.25, 560.75)])
+    vectors = write_geojson(tmp_path / "farm.geojson", [({"landuse": "field"}, field), ({"landuse": "pond"}, pond)], crs)
+    doc = json.loads(vectors.read_text())  # the same polygons in web mercator, with a legacy crs member
+    for feature in doc["features"]:
+        feature["geometry"] = transform_geom(crs, "EPSG:3857", feature["geometry"])
+    doc["crs"] = {"type": "name", "properties": {"name": "EPSG:3857"}}
+    vectors.write_text(json.dumps(doc))
+    r = post(client, image, vectors, class_field="landuse", class_map=json.dumps({"field": "vegetation", "pond": "water"}))
+    assert r.status_code == 201, r.text
+    expected = np.full(hw, IGNORE_INDEX, np.uint8)
+    expected[50:301, 100:401] = CLASS_ID["vegetation"]
+    expected[500:561, 600:701] = WATER
+    assert np.array_equal(stored_mask(settings, r.json()["id"]), expected)
+
+
+def test_geopackage_layers_are_chosen_by_name(client, tile, labels, tmp_path):
+    image, _, crs, _ = tile
+    feats, _ = labels
+    vectors = write_gpkg(tmp_path / "two.gpkg", feats, crs, layer="parcels")
+    write_gpkg(vectors, feats[:1], crs, layer="roads")
+    r = post(client, image, vectors, class_field="landuse", class_map=json.dumps(MAPPING))
+    assert r.status_code == 422 and "has 2 layers (parcels, roads)" in r.json()["detail"]
+    r = post(client, image, vectors, class_field="landuse", class_map=json.dumps(MAPPING), layer="lakes")
+    assert r.status_code == 422 and "no layer 'lakes'" in r.json()["detail"]
+    r = post(client, image, vectors, class_field="landuse", class_map=json.dumps(MAPPING), layer="roads")
+    assert r.status_code == 201 and r.json()["class_pixels"]["building"] == 20 * 25
