@@ -492,3 +492,33 @@ def test_polygon_region_and_segment_fills_are_saved_pixel_for_pixel(page, server
     for sample_id in (partial_id, full_id):  # leave the module's sample list as it was
         pg.click(f'#samples-list li[data-id="{sample_id}"] .delete-sample')
         pg.wait_for_selector(f'#samples-list li[data-id="{sample_id}"]', state="detached")
+
+
+def test_tool_pixel_rules_match_shapely_and_scipy(page):
+    """tools.js in the browser: polygon fills are the pixel centres inside (shapely), for concave polygons
+    reaching past the image; region fills are scipy's 4-connected components."""
+    pg = page
+    rng = np.random.default_rng(7)
+    w, h = 120, 90
+    polygons = []
+    for _ in range(12):  # star-shaped, so simple (valid) but concave; some corners outside the image
+        n = int(rng.integers(3, 12))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+        radii = rng.uniform(5, 70, n)
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        polygons.append([[float(cx + r * np.cos(a)), float(cy + r * np.sin(a))] for a, r in zip(angles, radii)])
+    labels = rng.integers(0, 3, (h, w)).astype(np.uint8)
+    labels[20:60, 30:90] = 1  # one big region among the noise
+    seeds = [(45, 35), (0, 0), (119, 89), (70, 10)]
+    result = pg.evaluate("""async ([polygons, labels, w, h, seeds]) => {
+        const { polygonPixels, regionPixels } = await import("./static/tools.js");
+        const grid = Uint8Array.from(labels);
+        return { polygons: polygons.map((p) => Array.from(polygonPixels(p, w, h))),
+                 regions: seeds.map(([x, y]) => Array.from(regionPixels(grid, w, h, x, y))) };
+    }""", [polygons, labels.ravel().tolist(), w, h, seeds])
+    for vertices, got in zip(polygons, result["polygons"]):
+        expected = np.flatnonzero(_centres_inside(vertices, w, h).ravel())
+        assert sorted(got) == expected.tolist()
+    for (x, y), got in zip(seeds, result["regions"]):
+        components = ndimage.label(labels == labels[y, x])[0]
+        assert sorted(got) == np.flatnonzero(components.ravel() == components[y, x]).tolist()
