@@ -321,3 +321,23 @@ def test_geopackage_layers_are_chosen_by_name(client, tile, labels, tmp_path):
     assert r.status_code == 422 and "no layer 'lakes'" in r.json()["detail"]
     r = post(client, image, vectors, class_field="landuse", class_map=json.dumps(MAPPING), layer="roads")
     assert r.status_code == 201 and r.json()["class_pixels"]["building"] == 20 * 25
+
+
+def test_names_are_the_vocabularys(client, settings, tile, tmp_path):
+    """Without class_map the property holds class names as classes.json takes them; not_NAME is a partial label."""
+    from landsentry.models.vocabulary.classes import not_class
+
+    image, t, crs, hw = tile
+    a = Polygon([px(t, 0.25, 0.25), px(t, 3.75, 0.25), px(t, 3.75, 1.75), px(t, 0.25, 1.75)])
+    b = Polygon([px(t, 0.25, 5.25), px(t, 2.75, 5.25), px(t, 2.75, 8.75), px(t, 0.25, 8.75)])
+    c = Polygon([px(t, 10.25, 10.25), px(t, 11.75, 10.25), px(t, 11.75, 11.75), px(t, 10.25, 11.75)])
+    feats = [({"landuse": "Bare soil"}, a), ({"landuse": "not_road"}, b), ({"landuse": "unknown"}, c)]
+    r = post(client, image, write_geojson(tmp_path / "names.geojson", feats, crs), class_field="landuse")
+    assert r.status_code == 201, r.text
+    expected = np.full(hw, IGNORE_INDEX, np.uint8)
+    expected[0:2, 0:4] = CLASS_ID["bare_soil"]
+    expected[5:9, 0:3] = not_class(ROAD)
+    assert np.array_equal(stored_mask(settings, r.json()["id"]), expected)
+    feats[0] = ({"landuse": "house"}, a)
+    r = post(client, image, write_geojson(tmp_path / "names.geojson", feats, crs), class_field="landuse")
+    assert r.status_code == 422 and "'house' is not a class name and no class mapping was given" in r.json()["detail"]

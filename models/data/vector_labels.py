@@ -25,12 +25,13 @@ from rasterio.errors import CRSError, NotGeoreferencedWarning
 from rasterio.warp import transform_geom
 from shapely.geometry import mapping, shape
 
-from landsentry.models.vocabulary.classes import CLASS_ID, CLASS_NAMES, IGNORE_INDEX
-
+from landsentry.models.data.masks import class_id_of_name
+from landsentry.models.vocabulary.classes import CLASS_NAMES, IGNORE_INDEX
 from landsentry.models.vocabulary.errors import InputError
 
 UNKNOWN = "unknown"
-"""The class name that means IGNORE_INDEX (no label) in a mapping."""
+"""The name the page and these messages use for IGNORE_INDEX (no label); "ignore" works too."""
+NAMES_HINT = f"{', '.join(CLASS_NAMES)}, {UNKNOWN} (ignore) or not_NAME (a partial label: some class other than NAME)"
 POLYGONAL = ("Polygon", "MultiPolygon")
 MAX_VECTOR_BYTES = 200_000_000
 
@@ -49,12 +50,11 @@ class VectorLabels:
 
 
 def class_id_of(name: str) -> int:
-    """A vocabulary class name (or 'unknown') -> its id; a clear error for anything else."""
-    if name == UNKNOWN:
-        return IGNORE_INDEX
-    if name not in CLASS_ID:
-        raise InputError(f"the class mapping names {name!r}, which is not a class; use one of {', '.join(CLASS_NAMES)} or {UNKNOWN}")
-    return CLASS_ID[name]
+    """A class name as `classes.json` takes it (models.data.masks) -> its mask value; a clear error for anything else."""
+    class_id = class_id_of_name(name) if isinstance(name, str) else None
+    if class_id is None:
+        raise InputError(f"the class mapping names {name!r}, which is not a class; use {NAMES_HINT}")
+    return class_id
 
 
 def parse_mapping(pairs: dict[str, str] | None) -> dict[str, int] | None:
@@ -160,10 +160,11 @@ def _class_of(value: object, mapping_ids: dict[str, int] | None, where: str) -> 
         raise InputError(f"{where} has no class value")
     key = str(value)
     if mapping_ids is None:
-        if key == UNKNOWN or key in CLASS_ID:
-            return class_id_of(key)
+        class_id = class_id_of_name(key)
+        if class_id is not None and not key.isdigit():
+            return class_id
         raise InputError(f"{where}: {key!r} is not a class name and no class mapping was given; give a mapping "
-                         f"such as {{{key!r}: \"building\"}} or use the names {', '.join(CLASS_NAMES)}")
+                         f"such as {{{key!r}: \"building\"}} or use the names {NAMES_HINT}")
     if key not in mapping_ids:
         raise InputError(f"{where}: the class mapping does not name {key!r} (it names {', '.join(map(repr, mapping_ids))})")
     return mapping_ids[key]
