@@ -208,6 +208,8 @@ def bowtie(t):
     ("png_image", ["georeferenced image"]),
     ("no_class_field", ["class_field"]),
     ("not_vectors", ["not GeoJSON or GeoPackage"]),
+    ("empty", ["holds no features"]),
+    ("null_geometry", ["feature 1", "has no geometry"]),
 ])
 def test_bad_vectors_are_refused_naming_the_feature(client, settings, tile, tmp_path, case, words):
     from tests.conftest import ROOT
@@ -243,6 +245,13 @@ def test_bad_vectors_are_refused_naming_the_feature(client, settings, tile, tmp_
         vectors.write_text(json.dumps(doc))
     if case == "not_vectors":
         vectors.write_text("this is not a vector file")
+    if case in ("empty", "null_geometry"):
+        doc = json.loads(vectors.read_text())
+        if case == "empty":
+            doc["features"] = []
+        else:
+            doc["features"][1]["geometry"] = None
+        vectors.write_text(json.dumps(doc))
     samples = client.get("/v1/samples").json()["samples"]
     masks = set((settings.data_dir / "samples" / "masks").iterdir())
     r = post(client, image, vectors, **fields)

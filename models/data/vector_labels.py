@@ -108,6 +108,8 @@ def read_vector_labels(vector: Path, image: Path, class_field: str, mapping_ids:
         meta, fids, geometries, values = pyogrio.raw.read(vector, layer=chosen, return_fids=True)
     except Exception as exc:
         raise InputError(f"the labels file {name} cannot be read ({str(exc)[:160]})") from None
+    if len(geometries) == 0:
+        raise InputError(f"the labels file {name} holds no features")
     fields = list(meta["fields"])
     if class_field not in fields:
         raise InputError(f"the labels file {name} has no property {class_field!r}; its properties are {', '.join(fields) or 'none'}")
@@ -118,8 +120,6 @@ def read_vector_labels(vector: Path, image: Path, class_field: str, mapping_ids:
         source_crs = CRS.from_user_input(meta["crs"])
     except (CRSError, ValueError) as exc:
         raise InputError(f"the labels file {name} names a CRS that cannot be used: {meta['crs']!r} ({str(exc)[:100]})") from None
-    if len(geometries) == 0:
-        raise InputError(f"the labels file {name} holds no features")
     shapes = []
     for index, (fid, wkb, value) in enumerate(zip(fids, geometries, column)):
         where = f"the labels file {name}: feature {index} (fid {fid}, {class_field}={_show(value)})"
