@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from landsentry.models.vocabulary.errors import LandsentryError
+from landsentry.models.vocabulary.errors import InputError, LandsentryError
 
 
 class BodyTooLarge(Exception):
@@ -28,12 +28,25 @@ def _takes_form(request: Request) -> bool:
     return any(isinstance(p.field_info, (params.Form, params.File)) for p in body)
 
 
-def _validation_message(request: Request, exc: RequestValidationError) -> str:
+def not_form(request: Request) -> str | None:
+    """What to tell a client that sent a form route something other than a form (None: it sent a form)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if _takes_form(request) and content_type not in FORM_TYPES:
-        sent = f"was sent as {content_type}" if content_type else "had no form body"
-        return (f"this request must be multipart/form-data, with the files as form fields "
-                f"(e.g. curl -F image=@scene.tif {request.url.path}); it {sent}")
+    if content_type in FORM_TYPES:
+        return None
+    sent = f"was sent as {content_type}" if content_type else "had no form body"
+    return (f"this request must be multipart/form-data, with the files as form fields "
+            f"(e.g. curl -F image=@scene.tif {request.url.path}); it {sent}")
+
+
+def require_form(request: Request) -> None:
+    """A dependency for form routes whose fields are all optional (no validation error would say it)."""
+    if (message := not_form(request)) is not None:
+        raise InputError(message)
+
+
+def _validation_message(request: Request, exc: RequestValidationError) -> str:
+    if _takes_form(request) and (message := not_form(request)) is not None:
+        return message
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))

@@ -3,7 +3,7 @@
 Every 4xx of this service has the body `{"detail": str}` (api/errors.py turns every error into it);
 `refusals(...)` documents the codes a route can answer with that body, replacing FastAPI's default
 422 (a list of validation errors), which this service never sends. `install` adds what FastAPI's
-parameters cannot say (a sample takes an image or a job_id, exactly one).
+parameters cannot say (a sample takes an image or a job_id, and a mask or vectors: exactly one of each).
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def download(media_types: list[str], what: str) -> dict[int | str, dict[str, Any
     return {200: {"description": what, "content": {media: binary for media in media_types}}}
 
 
-EXACTLY_ONE_OF = {("/v1/samples", "post"): ("image", "job_id")}
-"""Form fields of which a request must give exactly one: a rule FastAPI's parameters cannot state."""
+EXACTLY_ONE_OF = {("/v1/samples", "post"): (("image", "job_id"), ("mask", "vectors"))}
+"""Groups of form fields of which a request must give exactly one each: a rule FastAPI's parameters cannot state."""
 
 
 def install(app: FastAPI, caps: dict[str, int]) -> None:
@@ -47,9 +47,10 @@ def install(app: FastAPI, caps: dict[str, int]) -> None:
     def document() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = build()
-            for (path, method), fields in EXACTLY_ONE_OF.items():
+            for (path, method), groups in EXACTLY_ONE_OF.items():
                 ref = doc["paths"][path][method]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
-                doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]["oneOf"] = [{"required": [f]} for f in fields]
+                rules = [{"oneOf": [{"required": [f]} for f in fields]} for fields in groups]
+                doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]["allOf"] = rules
             train = doc["components"]["schemas"]["TrainRequest"]["properties"]
             for field, cap in caps.items():
                 train[field]["maximum"] = min(cap, train[field].get("maximum", cap))

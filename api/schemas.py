@@ -161,7 +161,7 @@ class Sample(BaseModel):
     width: int
     height: int
     class_pixels: dict[str, int] = Field(description="pixels per class name, and 'ignore'")
-    source: str = Field(description="'upload' or 'job:ID'")
+    source: str = Field(description="'upload', 'job:ID' or 'vectors:FILE NAME'")
     created: str
 
 

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("landsentry.training.download", "download a public dataset (LoveDA) with checksums and resume"),
     "evaluate-change": ("landsentry.models.cli.evaluate_change", "score change maps on a LEVIR-CD-layout folder"),
     "serve": ("landsentry.api.cli", "run the web service and page"),
+    "samples": ("landsentry.api.samples_cli", "add a training sample: an image with a mask PNG or labelled polygons (GeoJSON, GeoPackage)"),
     "bench": ("landsentry.models.cli.bench", "measure throughput on this machine"),
     "export": ("landsentry.models.cli.export", "export a checkpoint (ONNX)"),
 }

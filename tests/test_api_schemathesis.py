@@ -42,6 +42,10 @@ include-path = "/v1/jobs/{{job_id}}/files/{{name}}"
 parameters = {{ job_id = "{done}", name = "overlay.png" }}
 
 [[operations]]
+include-path = "/v1/jobs/{{job_id}}/segments"
+parameters = {{ job_id = "{done}" }}
+
+[[operations]]
 include-path = "/v1/jobs/{{job_id}}/cancel"
 parameters = {{ job_id = "{queued}" }}
 
@@ -94,4 +98,4 @@ def test_schemathesis_finds_nothing(tmp_path, tiny_checkpoint):
             cwd=tmp_path, capture_output=True, text=True, timeout=600)
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-8000:]
-    assert "15 selected / 15 total" in report and "failed" not in report.split("SUMMARY")[-1], report[-3000:]
+    assert "16 selected / 16 total" in report and "failed" not in report.split("SUMMARY")[-1], report[-3000:]

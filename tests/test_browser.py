@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 from PIL import Image
+from scipy import ndimage
+from shapely.geometry import Polygon
 
 from tests.bad_files import sparse_scene
 from tests.serving import get_json as _get_json
@@ -54,10 +57,16 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server_data(tmp_path_factory) -> Path:
+    """The data directory of the module's server (tests read stored sample masks from it)."""
+    return tmp_path_factory.mktemp("serve-data")
+
+
+@pytest.fixture(scope="module")
+def server(server_data):
     """Base URL of a `landsentry serve` process with a fresh data directory, for the module."""
     # the 900x900 Atlanta tile becomes a queued job (the page polls it); the 576x512 demo stays inline
-    with _serve(tmp_path_factory.mktemp("serve-data"), LANDSENTRY_INLINE_MAX_PIXELS=str(INLINE_MAX_PIXELS)) as base:
+    with _serve(server_data, LANDSENTRY_INLINE_MAX_PIXELS=str(INLINE_MAX_PIXELS)) as base:
         yield base
 
 
@@ -350,3 +359,166 @@ def test_example_button_interprets_the_demo_pair(page):
     props = [ft["properties"] for ft in job["result"]["flags"]["features"]]
     assert any(p["kind"] == "new_building" and p["suspected_illegal"] for p in props), props
     assert _visible_flags(pg, "new_building") == sum(p["kind"] == "new_building" for p in props)
+
+
+# ---- annotation tools: polygon, region fill, segment fill, unknown, partial annotation ----------------
+
+BUILDING, ROAD, IGNORE = 1, 2, 255
+
+
+def _to_screen(pg, x: float, y: float) -> tuple[float, float]:
+    """Client coordinates of image point (x, y) at the viewer's current zoom and pan."""
+    box = pg.locator("#viewport").bounding_box()
+    zoom, tx, ty = pg.evaluate("[window.landsentry.viewer.zoom, window.landsentry.viewer.tx, window.landsentry.viewer.ty]")
+    return box["x"] + tx + x * zoom, box["y"] + ty + y * zoom
+
+
+def _page_array(pg, expr: str, dtype=np.uint8) -> np.ndarray:
+    b64 = pg.evaluate(f"""() => {{ const a = {expr}; const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+        let s = ""; for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.subarray(i, i + 8192)); return btoa(s); }}""")
+    return np.frombuffer(base64.b64decode(b64), dtype)
+
+
+def _interior(mask: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the pixel of `mask` farthest from its edge, at least 4 px inside (a click there cannot miss)."""
+    depth = ndimage.distance_transform_cdt(np.pad(mask, 1), metric="chessboard")[1:-1, 1:-1]
+    y, x = np.unravel_index(int(depth.argmax()), mask.shape)
+    assert depth[y, x] >= 4, "no region wide enough to click into"
+    return int(x), int(y)
+
+
+def _draw_polygon(pg, points, close_with_enter: bool) -> list[list[float]]:
+    for x, y in points:
+        pg.mouse.click(*_to_screen(pg, x, y))
+    if close_with_enter:
+        pg.keyboard.press("Enter")
+    else:
+        pg.mouse.click(*_to_screen(pg, *points[0]))  # the first vertex again closes it
+    drawn = pg.evaluate("window.landsentry.viewer.lastPolygon")
+    assert len(drawn) == len(points) and np.allclose(drawn, points, atol=1.0), drawn  # vertices where clicked
+    return drawn
+
+
+def _centres_inside(vertices, width: int, height: int) -> np.ndarray:
+    """Pixels whose centre is inside the polygon (shapely), refusing a test layout with a centre on an edge."""
+    polygon = Polygon(vertices)
+    rows, cols = np.mgrid[0:height, 0:width]
+    points = shapely.points(cols + 0.5, rows + 0.5)
+    assert shapely.distance(polygon.exterior, points).min() > 1e-6, "a pixel centre lies on the polygon's edge"
+    return shapely.contains(polygon, points)
+
+
+def _stored_mask(server_data: Path, sample_id: str) -> np.ndarray:
+    return np.asarray(Image.open(server_data / "samples" / "masks" / f"{sample_id}.png"))
+
+
+def _save(pg) -> str:
+    n = pg.locator("#samples-list li[data-id]").count()
+    pg.click("#save-sample")
+    pg.wait_for_function(f"document.querySelectorAll('#samples-list li[data-id]').length === {n + 1}")
+    assert pg.is_hidden("#error"), pg.inner_text("#error")
+    return pg.locator("#samples-list li[data-id]").last.get_attribute("data-id")
+
+
+def test_polygon_region_and_segment_fills_are_saved_pixel_for_pixel(page, server, server_data):
+    pg = page
+    job = _interpret(pg, TILES / "demo_after.tif")
+    w, h = job["result"]["grid"]["width"], job["result"]["grid"]["height"]
+    predicted = np.asarray(Image.open(io.BytesIO(urllib.request.urlopen(server + job["result"]["files"]["classes_png"]).read())))
+    expected, painted = predicted.copy(), np.zeros_like(predicted, bool)
+
+    # polygon tool [P], building [1]: click the corners, close on the first one
+    pg.keyboard.press("p")
+    pg.keyboard.press("1")
+    assert pg.is_checked("#tool-polygon") and pg.get_attribute(f'#class-picker button[data-class-id="{BUILDING}"]', "aria-pressed") == "true"
+    drawn = _draw_polygon(pg, [(0.12 * w, 0.15 * h), (0.47 * w, 0.21 * h), (0.41 * w, 0.55 * h), (0.17 * w, 0.43 * h)], False)
+    inside = _centres_inside(drawn, w, h)
+    expected[inside], painted[inside] = BUILDING, True
+    assert pg.locator("#draw-svg circle").count() == 0  # the draft is gone once filled
+
+    # unknown [U] is paintable: a triangle of ignore, closed with Enter
+    pg.keyboard.press("u")
+    drawn = _draw_polygon(pg, [(0.6 * w, 0.1 * h), (0.9 * w, 0.2 * h), (0.7 * w, 0.35 * h)], True)
+    inside = _centres_inside(drawn, w, h)
+    expected[inside], painted[inside] = IGNORE, True
+
+    # region fill [R], water [5]: one click sets a whole predicted region (4-connected pixels of one class)
+    pg.keyboard.press("r")
+    pg.keyboard.press(str(WATER))
+    regions = [ndimage.label(predicted == c)[0] + 0 for c in np.unique(predicted)]
+    sizes = [(np.bincount(lab.ravel())[1:].max(), i) for i, lab in enumerate(regions)]
+    lab = regions[max(sizes)[1]]
+    region = lab == np.bincount(lab.ravel())[1:].argmax() + 1
+    x, y = _interior(region)
+    pg.mouse.click(*_to_screen(pg, x + 0.5, y + 0.5))
+    expected[region], painted[region] = WATER, True
+
+    # segment fill [S], road [2]: one click sets a whole image segment (SLIC, computed by the server)
+    pg.keyboard.press("s")
+    pg.keyboard.press(str(ROAD))
+    pg.wait_for_function("window.landsentry.viewer.segments !== null")
+    segments = np.asarray(Image.open(io.BytesIO(urllib.request.urlopen(f"{server}/v1/jobs/{job['id']}/segments?size=medium").read())))
+    assert segments.shape == (h, w) and segments.dtype == np.uint16
+    page_segments = _page_array(pg, "window.landsentry.viewer.segments", np.uint16)
+    assert np.array_equal(page_segments, segments.ravel())  # decoded exactly from the 16-bit PNG
+    segment = segments == np.bincount(segments.ravel()).argmax()
+    x, y = _interior(segment)
+    pg.mouse.click(*_to_screen(pg, x + 0.5, y + 0.5))
+    expected[segment], painted[segment] = ROAD, True
+
+    # a polygon taken back with undo (Ctrl+Z) changes nothing
+    pg.keyboard.press("p")
+    _draw_polygon(pg, [(0.5 * w, 0.6 * h), (0.8 * w, 0.65 * h), (0.6 * w, 0.9 * h)], True)
+    pg.keyboard.press("Control+z")
+
+    assert np.array_equal(_page_array(pg, "window.landsentry.viewer.ids").reshape(h, w), expected)
+    assert np.array_equal(_page_array(pg, "window.landsentry.viewer.painted").reshape(h, w), painted)
+    stats = pg.inner_text("#annotate-stats")
+    area = painted.sum() * job["result"]["summary"]["pixel_area_m2"]
+    assert stats.startswith(f"annotated {painted.sum()} px (") and "spent" in stats, stats
+    assert (f"{area:.1f} m²" if area < 10_000 else f"{area / 10_000:.2f} ha") in stats
+
+    # partial annotation: unpainted pixels are saved as ignore
+    pg.check("#unpainted-ignore")
+    partial_id = _save(pg)
+    assert np.array_equal(_stored_mask(server_data, partial_id), np.where(painted, expected, IGNORE))
+    # keep the prediction: the whole class layer as shown
+    pg.check("#unpainted-keep")
+    full_id = _save(pg)
+    assert np.array_equal(_stored_mask(server_data, full_id), expected)
+    samples = {s["id"]: s for s in _get_json(server + "/v1/samples")["samples"]}
+    assert samples[partial_id]["class_pixels"]["ignore"] == int((~painted | (expected == IGNORE)).sum())
+
+    for sample_id in (partial_id, full_id):  # leave the module's sample list as it was
+        pg.click(f'#samples-list li[data-id="{sample_id}"] .delete-sample')
+        pg.wait_for_selector(f'#samples-list li[data-id="{sample_id}"]', state="detached")
+
+
+def test_tool_pixel_rules_match_shapely_and_scipy(page):
+    """tools.js in the browser: polygon fills are the pixel centres inside (shapely), for concave polygons
+    reaching past the image; region fills are scipy's 4-connected components."""
+    pg = page
+    rng = np.random.default_rng(7)
+    w, h = 120, 90
+    polygons = []
+    for _ in range(12):  # star-shaped, so simple (valid) but concave; some corners outside the image
+        n = int(rng.integers(3, 12))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+        radii = rng.uniform(5, 70, n)
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        polygons.append([[float(cx + r * np.cos(a)), float(cy + r * np.sin(a))] for a, r in zip(angles, radii)])
+    labels = rng.integers(0, 3, (h, w)).astype(np.uint8)
+    labels[20:60, 30:90] = 1  # one big region among the noise
+    seeds = [(45, 35), (0, 0), (119, 89), (70, 10)]
+    result = pg.evaluate("""async ([polygons, labels, w, h, seeds]) => {
+        const { polygonPixels, regionPixels } = await import("./static/tools.js");
+        const grid = Uint8Array.from(labels);
+        return { polygons: polygons.map((p) => Array.from(polygonPixels(p, w, h))),
+                 regions: seeds.map(([x, y]) => Array.from(regionPixels(grid, w, h, x, y))) };
+    }""", [polygons, labels.ravel().tolist(), w, h, seeds])
+    for vertices, got in zip(polygons, result["polygons"]):
+        expected = np.flatnonzero(_centres_inside(vertices, w, h).ravel())
+        assert sorted(got) == expected.tolist()
+    for (x, y), got in zip(seeds, result["regions"]):
+        components = ndimage.label(labels == labels[y, x])[0]
+        assert sorted(got) == np.flatnonzero(components.ravel() == components[y, x]).tolist()

@@ -1,16 +1,17 @@
-"""GET /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs/{id}/files/{name}, POST /v1/jobs/{id}/cancel."""
+"""GET /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs/{id}/files/{name}, GET /v1/jobs/{id}/segments, POST /v1/jobs/{id}/cancel."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse
 
 from landsentry.api.deps import get_store, require_token
 from landsentry.api.openapi import CHANGES, download, refusals
 from landsentry.api.public import public_job
 from landsentry.api.schemas import Job, JobList
+from landsentry.api.segments import SEGMENT_PIXELS, segments_png
 from landsentry.api.store import Store
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -51,6 +52,22 @@ def get_file(job_id: str, name: str, store: Store = Depends(get_store)) -> FileR
         raise HTTPException(404, f"job {job_id} has no file {name!r}")
     suffix = path.suffix.lower()
     return FileResponse(path, media_type=MEDIA.get(suffix, OTHER_MEDIA), filename=name)
+
+
+@router.get("/{job_id}/segments", response_class=FileResponse,
+            responses={**download(["image/png"], "16-bit greyscale PNG of segment numbers, the size of after.png"),
+                       **refusals(404, 409, 422)})
+def get_segments(job_id: str, size: Literal["small", "medium", "large"] = Query(
+        "medium", description=f"about {', '.join(f'{v} ({k})' for k, v in SEGMENT_PIXELS.items())} pixels per segment"),
+        store: Store = Depends(get_store)) -> FileResponse:
+    """SLIC superpixels of a finished interpretation's image (after.png), for one-click fills on the page;
+    computed on first request, then kept with the job (409: the job has no after.png preview to segment)."""
+    job = job_or_404(store, job_id)
+    if job["type"] != "interpret" or job["status"] != "done":
+        raise HTTPException(409, f"job {job_id} is not a finished interpretation (status {job['status']})")
+    if "after.png" not in (job["result"] or {}).get("file_names", []):
+        raise HTTPException(409, f"job {job_id} is too large to annotate in the page (no after.png preview)")
+    return FileResponse(segments_png(store.job_dir(job_id), size), media_type="image/png", filename=f"segments-{size}.png")
 
 
 @router.post("/{job_id}/cancel", dependencies=[Depends(require_token)], response_model=Job, responses=refusals(*CHANGES, 404, 409, 422))

@@ -1,25 +1,24 @@
-"""POST /v1/samples (image + index mask, or a finished job's image + mask), GET /v1/samples, DELETE /v1/samples/{id}."""
+"""POST /v1/samples (image + index mask, image + labelled polygons, or a finished job's image + mask),
+GET /v1/samples, DELETE /v1/samples/{id}."""
 from __future__ import annotations
 
-import io
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile
-from PIL import Image
 
 from landsentry.models.vocabulary.errors import InputError
-from landsentry.models.io.raster import RasterSource
 
+from landsentry.api.errors import require_form
 from landsentry.api.deps import get_holder, get_settings, get_store, require_token
-from landsentry.api.inference import probe_size
-from landsentry.api.masks import class_pixels, read_mask
+from landsentry.api.masks import read_mask
 from landsentry.api.openapi import CHANGES, refusals
 from landsentry.api.public import public_sample
+from landsentry.api.sample_files import check_image, parse_class_map, save_sample, vector_mask, vector_suffix
 from landsentry.api.schemas import Sample, SampleList
 from landsentry.api.settings import Settings
-from landsentry.api.store import Store, atomic_copy, atomic_write_bytes, new_id
+from landsentry.api.store import Store, new_id
 from landsentry.api.uploads import display_name, present, save_file, save_image
 from landsentry.api.versions import ModelHolder
 
@@ -38,12 +37,18 @@ def job_image(store: Store, job_id: str) -> Path:
     return store.job_dir(job_id) / "out" / "after.png"
 
 
-@router.post("", dependencies=[Depends(require_token)], status_code=201, response_model=Sample,
+@router.post("", dependencies=[Depends(require_token), Depends(require_form)], status_code=201, response_model=Sample,
              responses=refusals(*CHANGES, 404, 415, 422))
 def add_sample(
-    mask: UploadFile = File(..., description="index PNG: class ids 0-5, 255 = ignore, same size as the image"),
+    mask: UploadFile = File(None, description="index PNG: class ids 0-5, 255 = ignore, same size as the image; or give vectors"),
     image: UploadFile = File(None, description="the image (PNG, JPEG, GeoTIFF); or give job_id"),
     job_id: str = Form(None, min_length=1, description="reuse this finished interpret job's image"),
+    vectors: UploadFile = File(None, description="labelled polygons (GeoJSON or GeoPackage) instead of a mask: reprojected "
+                               "and rasterised onto the image (a GeoTIFF with a CRS); unlabelled pixels are unknown (ignored)"),
+    class_field: str = Form(None, min_length=1, description="with vectors: the property holding each polygon's class"),
+    class_map: str = Form(None, description='with vectors: JSON {"property value": "class name"} (class names, or "unknown"); '
+                          "without it the property must hold class names"),
+    layer: str = Form(None, min_length=1, description="with vectors: the layer of a file with several (GeoPackage)"),
     settings: Settings = Depends(get_settings),
     store: Store = Depends(get_store),
     holder: ModelHolder = Depends(get_holder),
@@ -51,22 +56,30 @@ def add_sample(
     """Store a labelled sample for retraining (404: no such job_id)."""
     if present(image) == bool(job_id):
         raise InputError("give either an image file or a job_id (exactly one of them)")
+    if present(mask) == present(vectors):
+        raise InputError("give either a mask PNG or vectors (labelled polygons), exactly one of them")
+    if present(vectors) and job_id:
+        raise InputError("vectors are placed by the image's CRS: upload the GeoTIFF itself as image, not a job_id")
+    if not present(vectors) and (class_field or class_map or layer):
+        raise InputError("class_field, class_map and layer go with vectors; a mask PNG holds class ids already")
+    mapping = parse_class_map(class_map) if present(vectors) else None
     sample_id = new_id("s")
     with tempfile.TemporaryDirectory(prefix=".incoming-", dir=store.samples_dir) as tmp:
         work = Path(tmp)
         name = display_name(image, "image") if present(image) else "the job's image"
         source_path = job_image(store, job_id) if job_id else save_image(image, work, "image", name)
-        width, height = probe_size(source_path, settings.max_sample_pixels, "LANDSENTRY_MAX_SAMPLE_PIXELS", name)
-        with RasterSource(source_path, channels=holder.current().predictor.checkpoint.in_channels, name=name):
-            pass  # decodes and checks it the way training will read it
-        mask_path = save_file(mask, work / "mask.png")
-        ids = read_mask(mask_path, width, height)
-        buffer = io.BytesIO()
-        Image.fromarray(ids, mode="L").save(buffer, format="PNG")
-        atomic_write_bytes(store.samples_dir / "masks" / f"{sample_id}.png", buffer.getvalue())
-        image_file = sample_id + source_path.suffix
-        atomic_copy(source_path, store.samples_dir / "images" / image_file)
-    sample = store.add_sample(sample_id, width, height, class_pixels(ids), f"job:{job_id}" if job_id else "upload", image_file)
+        channels = holder.current().predictor.checkpoint.in_channels
+        width, height = check_image(source_path, settings.max_sample_pixels, "LANDSENTRY_MAX_SAMPLE_PIXELS", channels, name)
+        if present(vectors):
+            vectors_name = display_name(vectors, "vectors")
+            raw = save_file(vectors, work / "vectors")
+            path = raw.rename(raw.with_suffix(vector_suffix(raw)))
+            ids = vector_mask(source_path, path, class_field, mapping, layer, vectors_name).ids
+            source = f"vectors:{vectors_name}"
+        else:
+            ids = read_mask(save_file(mask, work / "mask.png"), width, height)
+            source = f"job:{job_id}" if job_id else "upload"
+        sample = save_sample(store, sample_id, source_path, ids, source)
     return public_sample(sample)
 
 

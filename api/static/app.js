@@ -2,9 +2,12 @@
 // Plain ES modules, no build step, nothing loaded from outside this server.
 
 import { decodeIndexPng, encodeIndexPng } from "./png.js";
-import { Viewer } from "./viewer.js";
+import { CLICK_TOOLS, Viewer } from "./viewer.js";
 
 const POLL_MS = 1000;
+const IDLE_S = 60; // a pause longer than this between annotation actions counts as this long
+const TOOL_KEYS = { h: "pan", b: "paint", p: "polygon", r: "region", s: "segment" };
+const UNKNOWN_KEY = "u";
 const MAX_LISTED_JOBS = 30; // newest interpret jobs offered under "Earlier results"
 const $ = (id) => document.getElementById(id);
 
@@ -15,6 +18,8 @@ const state = {
   job: null,          // the interpret job on screen
   hidden: new Set(),  // kinds switched off
   trainWatch: null,   // id of the train job being watched
+  timing: { seconds: 0, last: null }, // annotation time on the job on screen
+  segmentsFor: null,  // "JOB:SIZE" of the segments loaded (or loading)
 };
 
 const viewer = new Viewer($("viewport"));
@@ -231,8 +236,9 @@ async function showResult(job) {
   $("result-note").hidden = Boolean(files.after && files.classes_png);
   $("result-note").textContent = `${grid.width}×${grid.height} pixels: too large to preview or annotate in the page; the downloads have everything.`;
   showClasses(false);
-  $("tool-pan").checked = true;
-  viewer.setTool("pan");
+  state.timing = { seconds: 0, last: null };
+  state.segmentsFor = null;
+  setTool("pan");
   if (files.classes_png) await loadClasses();
 }
 
@@ -310,26 +316,48 @@ async function loadClasses() {
 }
 
 function renderClassPicker() {
-  const entries = [...state.classes.map((c) => ({ id: c.id, label: c.title || c.name, color: c.color })),
-    { id: state.ignoreIndex, label: "erase (ignore)", color: null }];
+  const entries = [...state.classes.map((c) => ({ id: c.id, label: c.title || c.name, color: c.color, key: String(c.id) })),
+    { id: state.ignoreIndex, label: "unknown (ignore)", color: null, key: UNKNOWN_KEY.toUpperCase() }];
   $("class-picker").replaceChildren(...entries.map((c) => el("button", {
-    type: "button", class: "class-btn", dataset: { classId: String(c.id) },
+    type: "button", class: "class-btn", dataset: { classId: String(c.id) }, title: `key ${c.key}`,
     "aria-pressed": String(c.id === viewer.brush.classId),
     onclick: () => pickClass(c.id),
-  }, el("span", { class: c.color ? "swatch" : "swatch erase", style: c.color ? `background:${rgb(c.color)}` : "" }), ` ${c.label}`)));
+  }, el("span", { class: c.color ? "swatch" : "swatch erase", style: c.color ? `background:${rgb(c.color)}` : "" }), ` ${c.label} `,
+  el("kbd", {}, c.key))));
 }
 
 function pickClass(id) {
   viewer.brush.classId = id;
   for (const b of $("class-picker").querySelectorAll("button")) b.setAttribute("aria-pressed", String(Number(b.dataset.classId) === id));
-  // choosing a class means the user wants to paint
-  $("tool-paint").checked = true;
-  setTool("paint");
+  // choosing a class means the user wants to annotate: from pan, take the brush; other tools stay
+  if (viewer.tool === "pan") setTool("paint");
 }
 
 function setTool(tool) {
+  $(`tool-${tool}`).checked = true;
   viewer.setTool(tool);
-  if (tool === "paint") showClasses(true);
+  if (tool !== "pan") showClasses(true);
+  if (tool === "segment") guarded(null, loadSegments);
+}
+
+/** The image segments of the job on screen, at the chosen size (computed by the server on first use). */
+async function loadSegments() {
+  const size = $("segment-size").value;
+  const key = `${state.job.id}:${size}`;
+  if (state.segmentsFor === key) return;
+  state.segmentsFor = key;
+  viewer.setSegments(null);
+  updateAnnotateMessage("computing image segments…");
+  const res = await fetch(`/v1/jobs/${encodeURIComponent(state.job.id)}/segments?size=${size}`);
+  if (!res.ok) {
+    state.segmentsFor = null;
+    throw new Error(`could not load the image segments (HTTP ${res.status})`);
+  }
+  const { width, height, ids } = await decodeIndexPng(await res.arrayBuffer());
+  if (state.segmentsFor !== key) return; // another size or job was chosen meanwhile
+  if (width !== viewer.width || height !== viewer.height) throw new Error(`the segments are ${width}x${height} but the image is ${viewer.width}x${viewer.height}`);
+  viewer.setSegments(ids);
+  updateAnnotateMessage("segments ready: click one to set its class");
 }
 
 function showClasses(on) {
@@ -337,14 +365,51 @@ function showClasses(on) {
   $("classes-canvas").hidden = !on;
 }
 
+/** Active annotation time: the gaps between actions, each counted up to IDLE_S. */
+function tick() {
+  const now = performance.now() / 1000;
+  const t = state.timing;
+  if (t.last !== null) t.seconds += Math.min(now - t.last, IDLE_S);
+  t.last = now;
+}
+
+function activeSeconds() {
+  const t = state.timing;
+  return t.seconds + (t.last === null ? 0 : Math.min(performance.now() / 1000 - t.last, IDLE_S));
+}
+
+function fmtDuration(seconds) {
+  const s = Math.round(seconds);
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+}
+
+function fmtArea(pixels) {
+  const m2 = state.job?.result?.summary?.pixel_area_m2;
+  if (!m2) return "";
+  const area = pixels * m2;
+  return area >= 10_000 ? ` (${(area / 10_000).toFixed(2)} ha)` : ` (${area.toFixed(1)} m²)`;
+}
+
+function updateStats() {
+  const painted = viewer.paintedPixels();
+  $("annotate-stats").textContent = `annotated ${painted} px${fmtArea(painted)} · ${fmtDuration(activeSeconds())} spent`;
+}
+
 function updateAnnotateMessage(extra = "") {
   $("annotate-message").textContent = `${viewer.changedPixels()} pixel(s) changed${extra ? ` · ${extra}` : ""}`;
+  updateStats();
+}
+
+function setPartial() {
+  viewer.setPartial($("unpainted-ignore").checked);
+  updateAnnotateMessage();
 }
 
 async function saveSample() {
   await guarded($("save-sample"), async () => {
     if (!viewer.ids) throw new Error("no class layer loaded: interpret an image first");
-    const mask = await encodeIndexPng(viewer.ids, viewer.width, viewer.height);
+    if (viewer.partial && !viewer.paintedPixels()) throw new Error("nothing annotated yet: with 'ignore (partial)', only painted pixels are saved");
+    const mask = await encodeIndexPng(viewer.maskForSave(state.ignoreIndex), viewer.width, viewer.height);
     const form = new FormData();
     form.append("job_id", state.job.id);
     form.append("mask", mask, "mask.png");
@@ -352,6 +417,33 @@ async function saveSample() {
     updateAnnotateMessage(`saved as sample ${sample.id}`);
     await refreshSamples();
   });
+}
+
+const typing = (target) => target.matches?.("textarea, select, input:not([type=radio]):not([type=checkbox]):not([type=range]):not([type=button])");
+
+/** Keyboard shortcuts while a class layer is loaded: classes, tools, polygon keys, brush size, undo. */
+function onKey(ev) {
+  if (typing(ev.target) || !viewer.ids || $("annotate-panel").hidden) return;
+  const key = ev.key.toLowerCase();
+  if ((ev.ctrlKey || ev.metaKey) && key === "z") {
+    if (viewer.undo()) ev.preventDefault();
+    return;
+  }
+  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const classIds = state.classes.map((c) => c.id);
+  let handled = true;
+  if (/^[0-9]$/.test(key) && classIds.includes(Number(key))) pickClass(Number(key));
+  else if (key === UNKNOWN_KEY) pickClass(state.ignoreIndex);
+  else if (TOOL_KEYS[key]) setTool(TOOL_KEYS[key]);
+  else if (key === "enter" && viewer.tool === "polygon") viewer.closePolygon();
+  else if (key === "escape") viewer.cancelPolygon();
+  else if (key === "backspace" && viewer.vertices.length) viewer.popVertex();
+  else if (key === "[" || key === "]") {
+    const input = $("brush-size");
+    input.value = String(Number(input.value) + (key === "]" ? 2 : -2));
+    input.dispatchEvent(new Event("input"));
+  } else handled = false;
+  if (handled) ev.preventDefault();
 }
 
 // ---- samples ------------------------------------------------------------------------------------
@@ -484,6 +576,8 @@ function bind() {
   $("classes-opacity").addEventListener("input", (ev) => { $("classes-canvas").style.opacity = ev.target.value; });
   $("classes-canvas").style.opacity = $("classes-opacity").value;
   for (const radio of document.querySelectorAll("input[name=tool]")) radio.addEventListener("change", (ev) => setTool(ev.target.value));
+  for (const radio of document.querySelectorAll("input[name=unpainted]")) radio.addEventListener("change", setPartial);
+  $("segment-size").addEventListener("change", () => { if (viewer.tool === "segment") guarded(null, loadSegments); else state.segmentsFor = null; });
   $("brush-size").addEventListener("input", (ev) => {
     viewer.brush.radius = Number(ev.target.value) / 2;
     $("brush-size-value").textContent = ev.target.value;
@@ -495,11 +589,11 @@ function bind() {
   $("job-cancel").addEventListener("click", () => cancelJob("job"));
   $("train-cancel").addEventListener("click", () => cancelJob("train"));
   viewer.onSelect = (id) => selectFlag(id, false);
-  viewer.onEdit = updateAnnotateMessage;
+  viewer.onEdit = () => { tick(); updateAnnotateMessage(); };
+  viewer.onAction = tick;
   $("undo-stroke").addEventListener("click", () => viewer.undo());
-  document.addEventListener("keydown", (ev) => {
-    if ((ev.ctrlKey || ev.metaKey) && ev.key === "z" && !ev.target.matches("input, select, textarea") && viewer.undo()) ev.preventDefault();
-  });
+  document.addEventListener("keydown", onKey);
+  setInterval(() => { if (viewer.ids && !$("annotate-panel").hidden) updateStats(); }, 1000);
 }
 
 async function start() {

@@ -61,12 +61,13 @@ function paeth(a, b, c) {
   return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
 }
 
-/** Decode an 8-bit greyscale or palette PNG into {width, height, ids: Uint8Array} (raw byte values). */
+/** Decode an 8-bit greyscale or palette PNG into {width, height, ids: Uint8Array} (raw byte values), or a
+ * 16-bit greyscale PNG (segment numbers) into {width, height, ids: Uint16Array}. */
 export async function decodeIndexPng(buffer) {
   const bytes = new Uint8Array(buffer);
   if (!SIGNATURE.every((v, i) => bytes[i] === v)) throw new Error("not a PNG file");
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let pos = 8, width = 0, height = 0;
+  let pos = 8, width = 0, height = 0, depth = 8;
   const idat = [];
   while (pos + 8 <= bytes.length) {
     const len = view.getUint32(pos);
@@ -75,9 +76,11 @@ export async function decodeIndexPng(buffer) {
     if (type === "IHDR") {
       width = view.getUint32(pos + 8);
       height = view.getUint32(pos + 12);
-      const [depth, colour, , , interlace] = data.subarray(8, 13);
-      if (depth !== 8 || (colour !== 0 && colour !== 3) || interlace !== 0) {
-        throw new Error(`class PNG must be 8-bit grey or palette, non-interlaced (got depth ${depth}, colour type ${colour})`);
+      const [bitDepth, colour, , , interlace] = data.subarray(8, 13);
+      depth = bitDepth;
+      const ok = interlace === 0 && ((depth === 8 && (colour === 0 || colour === 3)) || (depth === 16 && colour === 0));
+      if (!ok) {
+        throw new Error(`class PNG must be 8-bit grey or palette (or 16-bit grey), non-interlaced (got depth ${depth}, colour type ${colour})`);
       }
     } else if (type === "IDAT") {
       idat.push(data);
@@ -87,20 +90,24 @@ export async function decodeIndexPng(buffer) {
     pos += 12 + len;
   }
   if (!width || !idat.length) throw new Error("PNG has no image data");
+  const bpp = depth / 8, stride = width * bpp;
   const raw = await zlib(new Blob(idat), true);
-  if (raw.length < (width + 1) * height) throw new Error("PNG image data is truncated");
-  const ids = new Uint8Array(width * height);
+  if (raw.length < (stride + 1) * height) throw new Error("PNG image data is truncated");
+  const rows = new Uint8Array(stride * height); // unfiltered bytes
   for (let y = 0; y < height; y++) {
-    const filter = raw[y * (width + 1)];
-    const src = raw.subarray(y * (width + 1) + 1, (y + 1) * (width + 1));
-    const row = ids.subarray(y * width, (y + 1) * width);
-    const up = y ? ids.subarray((y - 1) * width, y * width) : new Uint8Array(width);
-    for (let x = 0; x < width; x++) {
-      const a = x ? row[x - 1] : 0, b = up[x], c = x ? up[x - 1] : 0;
+    const filter = raw[y * (stride + 1)];
+    const src = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    const row = rows.subarray(y * stride, (y + 1) * stride);
+    const up = y ? rows.subarray((y - 1) * stride, y * stride) : new Uint8Array(stride);
+    for (let x = 0; x < stride; x++) {
+      const a = x >= bpp ? row[x - bpp] : 0, b = up[x], c = x >= bpp ? up[x - bpp] : 0;
       const pred = filter === 0 ? 0 : filter === 1 ? a : filter === 2 ? b : filter === 3 ? (a + b) >> 1 : filter === 4 ? paeth(a, b, c) : -1;
       if (pred < 0) throw new Error(`PNG row filter ${filter} is invalid`);
       row[x] = (src[x] + pred) & 0xff;
     }
   }
+  if (depth === 8) return { width, height, ids: rows };
+  const ids = new Uint16Array(width * height); // PNG stores 16-bit samples big-endian
+  for (let i = 0; i < ids.length; i++) ids[i] = (rows[2 * i] << 8) | rows[2 * i + 1];
   return { width, height, ids };
 }

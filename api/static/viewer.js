@@ -1,16 +1,21 @@
-// The map: an image with pan and zoom, the class layer (editable with a brush) and the flags on top.
+// The map: an image with pan and zoom, the class layer (editable with a brush, polygons and one-click
+// fills, see tools.js) and the flags on top.
 //
 // Everything lives in one "stage" of W x H CSS pixels (one per image pixel) moved by a CSS
 // transform, so the image, the class canvas and the flag SVG stay registered at any zoom.
 // Flags arrive in the source CRS; they are mapped to pixels by inverting the grid's affine
 // transform [a, b, c, d, e, f] (x = a*col + b*row + c, y = d*col + e*row + f).
 
+import { polygonPixels, regionPixels, segmentPixels } from "./tools.js";
+
 const SVG_NS = "http://www.w3.org/2000/svg";
 const MIN_ZOOM = 0.05;
 const MAX_ZOOM = 40;
 const CLICK_SLOP = 4; // pixels a pointer may move and still count as a click
-const MAX_UNDO = 30; // brush strokes kept for undo (one copy of the class map each) ...
+const MAX_UNDO = 30; // edits kept for undo (one copy of the class map and the painted map each) ...
 const UNDO_BYTES = 200e6; // ... but no more copies than fit in this many bytes (large images)
+const CLOSE_PX = 8; // a polygon click this close (screen pixels) to the first vertex closes it
+export const CLICK_TOOLS = ["polygon", "region", "segment"]; // tools that act on a click (a drag pans)
 
 /** The function that maps source-CRS (x, y) to pixel (col, row) for a rasterio Affine. */
 export function inverseAffine([a, b, c, d, e, f]) {
@@ -31,22 +36,30 @@ export class Viewer {
     this.viewport = viewport;
     this.stage = viewport.querySelector(".stage");
     this.image = this.stage.querySelector("img");
-    this.canvas = this.stage.querySelector("canvas");
-    this.svg = this.stage.querySelector("svg");
+    this.canvas = this.stage.querySelector("#classes-canvas");
+    this.edges = this.stage.querySelector("#segments-canvas"); // segment outlines, shown with the segment tool
+    this.svg = this.stage.querySelector("#flags-svg");
+    this.draft = this.stage.querySelector("#draw-svg"); // the polygon being drawn
     this.cursor = viewport.querySelector(".brush-cursor");
     this.width = 0;
     this.height = 0;
     this.zoom = 1;
     this.tx = 0;
     this.ty = 0;
-    this.tool = "pan"; // or "paint"
+    this.tool = "pan"; // or "paint" (brush), or one of CLICK_TOOLS
     this.brush = { classId: 1, radius: 4 };
     this.ids = null; // Uint8Array of class ids, W x H, when the class layer is loaded
-    this.original = null; // the ids as loaded, to count edits
-    this.history = []; // ids before each brush stroke, newest last (undo)
+    this.original = null; // the ids as loaded (the prediction), to count edits and find predicted regions
+    this.painted = null; // Uint8Array, 1 where the user set a class with any tool
+    this.partial = false; // true: unpainted pixels are saved as ignore (and drawn transparent)
+    this.segments = null; // Uint16Array of segment numbers (from the server), for the segment tool
+    this.vertices = []; // the polygon being drawn, image coordinates
+    this.lastPolygon = null; // the vertices of the last polygon filled (for the browser test)
+    this.history = []; // {ids, painted} before each edit, newest last (undo)
     this.palette = new Map(); // class id -> [r, g, b]
     this.onSelect = () => {};
-    this.onEdit = () => {}; // after each brush stroke and undo
+    this.onEdit = () => {}; // after each edit (stroke, polygon, fill) and undo
+    this.onAction = () => {}; // on each annotation action (a click or a stroke), to time the work
     this._bindInput();
   }
 
@@ -54,17 +67,21 @@ export class Viewer {
   async setImage(url, width, height) {
     this.width = width;
     this.height = height;
-    for (const el of [this.stage, this.image, this.canvas, this.svg]) {
+    for (const el of [this.stage, this.image, this.canvas, this.edges, this.svg, this.draft]) {
       el.style.width = `${width}px`;
       el.style.height = `${height}px`;
     }
-    this.canvas.width = width;
-    this.canvas.height = height;
+    this.canvas.width = this.edges.width = width;
+    this.canvas.height = this.edges.height = height;
     this.svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    this.draft.setAttribute("viewBox", `0 0 ${width} ${height}`);
     this.svg.replaceChildren();
     this.ids = null;
     this.original = null;
+    this.painted = null;
+    this.setSegments(null);
     this.history = [];
+    this.cancelPolygon();
     this.canvas.getContext("2d").clearRect(0, 0, width, height);
     this.viewport.classList.add("has-image");
     await this.swapImage(url);
@@ -175,8 +192,135 @@ export class Viewer {
     if (ids.length !== this.width * this.height) throw new Error("the class map does not match the image size");
     this.original = ids;
     this.ids = ids.slice();
+    this.painted = new Uint8Array(ids.length);
     this.history = [];
+    this.cancelPolygon();
     this._render(0, 0, this.width, this.height);
+  }
+
+  /** Pixels the user set with any tool (whatever class they had before). */
+  paintedPixels() {
+    if (!this.painted) return 0;
+    let n = 0;
+    for (let i = 0; i < this.painted.length; i++) n += this.painted[i];
+    return n;
+  }
+
+  /** Partial annotation: unpainted pixels are ignored (saved as `ignore`, drawn transparent), or keep the prediction. */
+  setPartial(on) {
+    this.partial = on;
+    if (this.ids) this._render(0, 0, this.width, this.height);
+  }
+
+  /** The class ids to save: everything as shown, or (partial) only what was painted, ignore elsewhere. */
+  maskForSave(ignore = 255) {
+    if (!this.partial) return this.ids.slice();
+    const out = new Uint8Array(this.ids.length).fill(ignore);
+    for (let i = 0; i < out.length; i++) if (this.painted[i]) out[i] = this.ids[i];
+    return out;
+  }
+
+  /** Keep a copy of the class and painted maps for undo, within the memory budget. */
+  _snapshot() {
+    this.history.push({ ids: this.ids.slice(), painted: this.painted.slice() });
+    const limit = Math.max(1, Math.min(MAX_UNDO, Math.floor(UNDO_BYTES / (2 * this.ids.length))));
+    while (this.history.length > limit) this.history.shift();
+  }
+
+  /** Set these pixels (indexes) to the brush class as one undoable edit; returns how many changed class. */
+  applyPixels(indexes) {
+    if (!this.ids || !indexes.length) return 0;
+    this._snapshot();
+    const id = this.brush.classId;
+    let changed = 0, x0 = this.width, y0 = this.height, x1 = -1, y1 = -1;
+    for (const i of indexes) {
+      if (this.ids[i] !== id) changed++;
+      this.ids[i] = id;
+      this.painted[i] = 1;
+      const x = i % this.width, y = (i - x) / this.width;
+      if (x < x0) x0 = x;
+      if (x > x1) x1 = x;
+      if (y < y0) y0 = y;
+      if (y > y1) y1 = y;
+    }
+    this._render(x0, y0, x1 - x0 + 1, y1 - y0 + 1);
+    this.onEdit();
+    return changed;
+  }
+
+  /** Region fill: the predicted region (connected pixels of one predicted class) under image pixel (x, y). */
+  fillRegion(x, y) {
+    return this.applyPixels(regionPixels(this.original, this.width, this.height, Math.floor(x), Math.floor(y)));
+  }
+
+  /** Segment fill: the image segment under image pixel (x, y); false while no segments are loaded. */
+  fillSegment(x, y) {
+    if (!this.segments) return false;
+    return this.applyPixels(segmentPixels(this.segments, this.width, this.height, Math.floor(x), Math.floor(y)));
+  }
+
+  setSegments(segments) {
+    if (segments && segments.length !== this.width * this.height) throw new Error("the segments do not match the image size");
+    this.segments = segments;
+    const ctx = this.edges.getContext("2d");
+    ctx.clearRect(0, 0, this.width, this.height);
+    if (!segments) return;
+    // a pixel is on an outline where its segment differs from the one to its right or below
+    const img = ctx.createImageData(this.width, this.height);
+    for (let y = 0; y < this.height; y++) {
+      for (let x = 0; x < this.width; x++) {
+        const i = y * this.width + x;
+        const edge = (x + 1 < this.width && segments[i + 1] !== segments[i]) || (y + 1 < this.height && segments[i + this.width] !== segments[i]);
+        if (edge) img.data.set([255, 255, 255, 170], i * 4);
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+  }
+
+  // ---- polygon tool: click vertices, close on the first one (or Enter), fill with the brush class ----
+
+  addVertex(x, y) {
+    const first = this.vertices[0];
+    if (this.vertices.length >= 3 && Math.hypot(x - first[0], y - first[1]) * this.zoom <= CLOSE_PX) return this.closePolygon();
+    this.vertices.push([x, y]);
+    this._drawDraft();
+    return 0;
+  }
+
+  /** Fill the polygon drawn so far (3 vertices or more) and start a new one; returns the pixels changed. */
+  closePolygon() {
+    if (this.vertices.length < 3) return 0;
+    const vertices = this.vertices;
+    this.cancelPolygon();
+    this.lastPolygon = vertices;
+    return this.applyPixels(polygonPixels(vertices, this.width, this.height));
+  }
+
+  popVertex() {
+    const had = this.vertices.length > 0;
+    this.vertices.pop();
+    this._drawDraft();
+    return had;
+  }
+
+  cancelPolygon() {
+    this.vertices = [];
+    this._drawDraft();
+  }
+
+  _drawDraft() {
+    if (!this.draft) return;
+    this.draft.replaceChildren();
+    if (!this.vertices.length) return;
+    const line = document.createElementNS(SVG_NS, "polyline");
+    line.setAttribute("points", this.vertices.map(([x, y]) => `${x},${y}`).join(" "));
+    line.setAttribute("class", "draft");
+    this.draft.append(line);
+    for (const [i, [x, y]] of this.vertices.entries()) {
+      const dot = document.createElementNS(SVG_NS, "circle");
+      Object.entries({ cx: x, cy: y, class: i ? "vertex" : "vertex first" }).forEach(([k, v]) => dot.setAttribute(k, v));
+      this.draft.append(dot);
+    }
   }
 
   /** Pixels whose class differs from the loaded class map. */
@@ -187,11 +331,13 @@ export class Viewer {
     return n;
   }
 
-  /** Take back the last brush stroke; false when there is none. */
+  /** Take back the last edit (a vertex, while a polygon is being drawn); false when there is none. */
   undo() {
+    if (this.vertices.length) return this.popVertex();
     const previous = this.history.pop();
     if (!previous) return false;
-    this.ids = previous;
+    this.ids = previous.ids;
+    this.painted = previous.painted;
     this._render(0, 0, this.width, this.height);
     this.onEdit();
     return true;
@@ -204,7 +350,8 @@ export class Viewer {
     const img = ctx.createImageData(w, h);
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
-        const rgb = this.palette.get(this.ids[(y0 + y) * this.width + x0 + x]);
+        const i = (y0 + y) * this.width + x0 + x;
+        const rgb = this.partial && !this.painted[i] ? null : this.palette.get(this.ids[i]);
         const o = (y * w + x) * 4;
         if (rgb) {
           img.data[o] = rgb[0];
@@ -229,13 +376,14 @@ export class Viewer {
         const dx = x + 0.5 - cx, dy = y + 0.5 - cy;
         if (dx * dx + dy * dy > r * r) continue;
         const i = y * this.width + x;
+        this.painted[i] = 1;
         if (this.ids[i] !== id) {
           this.ids[i] = id;
           changed++;
         }
       }
     }
-    if (changed) this._render(x0, y0, x1 - x0 + 1, y1 - y0 + 1);
+    this._render(x0, y0, x1 - x0 + 1, y1 - y0 + 1); // painted pixels show in partial mode even when unchanged
     return changed;
   }
 
@@ -248,8 +396,19 @@ export class Viewer {
   }
 
   setTool(tool) {
+    if (tool !== "polygon") this.cancelPolygon();
     this.tool = tool;
     this.viewport.classList.toggle("painting", tool === "paint");
+    this.viewport.classList.toggle("drawing", CLICK_TOOLS.includes(tool));
+    this.edges.hidden = tool !== "segment";
+  }
+
+  /** A click (no drag) with a click tool at image pixel (x, y). */
+  _toolClick(x, y) {
+    this.onAction();
+    if (this.tool === "polygon") this.addVertex(x, y);
+    else if (this.tool === "region") this.fillRegion(x, y);
+    else if (this.tool === "segment") this.fillSegment(x, y);
   }
 
   /** The brush outline under the pointer, at the brush's size on screen. */
@@ -278,13 +437,12 @@ export class Viewer {
       if (!this.width || (ev.button !== 0 && ev.button !== 1)) return;
       // paint with the left button in paint mode; shift or the middle button always pans
       const painting = this.tool === "paint" && this.ids && ev.button === 0 && !ev.shiftKey;
-      drag = { painting, x: ev.clientX, y: ev.clientY, tx: this.tx, ty: this.ty, moved: 0, target: ev.target,
+      drag = { painting, shift: ev.shiftKey, x: ev.clientX, y: ev.clientY, tx: this.tx, ty: this.ty, moved: 0, target: ev.target,
         last: this.toImage(ev.clientX, ev.clientY) };
       vp.setPointerCapture(ev.pointerId);
       if (painting) {
-        this.history.push(this.ids.slice());
-        const limit = Math.max(1, Math.min(MAX_UNDO, Math.floor(UNDO_BYTES / this.ids.length)));
-        while (this.history.length > limit) this.history.shift();
+        this.onAction();
+        this._snapshot();
         this.paintDisc(...drag.last);
       }
       ev.preventDefault();
@@ -305,8 +463,9 @@ export class Viewer {
     });
     const end = () => {
       if (drag?.painting) this.onEdit();
-      if (drag && !drag.painting && drag.moved < CLICK_SLOP && drag.target.classList?.contains("flag")) {
-        this.onSelect(drag.target.dataset.id);
+      if (drag && !drag.painting && drag.moved < CLICK_SLOP) {
+        if (CLICK_TOOLS.includes(this.tool) && this.ids && !drag.shift) this._toolClick(...drag.last);
+        else if (drag.target.classList?.contains("flag")) this.onSelect(drag.target.dataset.id);
       }
       drag = null;
     };

@@ -26,7 +26,8 @@ from landsentry.models.vocabulary.errors import InputError, TooLargeError
 SCHEMA_IDENTITY: dict[Code, int] = {**{i: i for i in range(NUM_CLASSES)}, **{not_class(i): not_class(i) for i in range(NUM_CLASSES)},
                                    IGNORE_INDEX: IGNORE_INDEX}
 """Masks that already hold schema ids (a folder without classes.json, the service's annotations)."""
-IGNORE_NAMES = ("ignore", "ignored", "unlabeled", "unlabelled", "nodata", "no_data", "void")
+IGNORE_NAMES = ("ignore", "ignored", "unknown", "unlabeled", "unlabelled", "nodata", "no_data", "void")
+"""Names that mean IGNORE_INDEX in a class map or a vector-label mapping (the page calls it "unknown")."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,9 @@ def format_codes(codes: Sequence[Code]) -> str:
 
 
 # --- class maps (a folder's classes.json) --------------------------------------------------------
-def _parse_class_name(value: Any) -> int | None:
+def class_id_of_name(value: Any) -> int | None:
+    """A schema id for a class name as users write it ("Bare soil", "bare_soil"), an ignore name
+    ("unknown", "ignore", ...), "not_NAME" (a partial label) or a schema id; None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -189,7 +192,7 @@ def read_class_map(path: str | Path) -> dict[Code, int]:
     problems: list[str] = []
     for key, value in data.items():
         code = _parse_code(str(key))
-        target = _parse_class_name(value)
+        target = class_id_of_name(value)
         if code is None:
             problems.append(f'code "{key}" is not an integer 0-255 or a "#RRGGBB" colour')
         elif target is None:
