@@ -324,8 +324,11 @@ class Store:
         row = self._one("SELECT value FROM meta WHERE key = 'active_model'")
         return row["value"] if row else None
 
-    def set_active_model(self, model_id: str) -> None:
-        self._run("INSERT INTO meta (key, value) VALUES ('active_model', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (model_id,))
+    def set_active_model(self, model_id: str, only_if_unset: bool = False) -> None:
+        """Make a version active (every replica serves it within LANDSENTRY_VERSION_CHECK_S); `only_if_unset`: the
+        first start's choice, which never overrides one already made (by another replica starting at once)."""
+        change = "NOTHING" if only_if_unset else "UPDATE SET value = excluded.value"
+        self._run(f"INSERT INTO meta (key, value) VALUES ('active_model', ?) ON CONFLICT(key) DO {change}", (model_id,))
 
     # --- flags (api/flag_register.py) -------------------------------------------------------------
     def flag_rows(self, where: str, args: tuple, limit: int) -> list[dict]:
