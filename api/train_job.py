@@ -22,6 +22,7 @@ from typing import Callable
 from landsentry.models.nn.checkpoint import load_checkpoint
 from landsentry.models.vocabulary.errors import LandsentryError
 
+from landsentry.api.db import DatabaseError
 from landsentry.api.heartbeat import Heartbeat
 from landsentry.api.proc import python_module, run_child
 from landsentry.api.settings import Settings
@@ -188,6 +189,8 @@ def run_train_job(store: Store, settings: Settings, job: dict, stop: threading.E
             if stopped():
                 return
         store.finish_job(job["id"], {"model": _public(store, model_id)}, message=f"done: new model version {model_id}", holder=owner)
+    except DatabaseError:
+        raise  # nothing can be recorded: the worker says so, the lease runs out, the job resumes
     except LandsentryError as exc:
         store.fail_job(job["id"], str(exc), owner)
 

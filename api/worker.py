@@ -81,6 +81,8 @@ def interpret_loop(store: Store, settings: Settings, stop: threading.Event, beat
         if job is not None:
             try:
                 interpret_one(store, settings, beat, holder, job)
+            except DatabaseError as exc:  # failing the job could not be recorded either: its lease runs out
+                print(f"worker: job {job['id']}: {exc}", flush=True)
             finally:
                 beat.release(job["id"])
 
@@ -114,6 +116,8 @@ def interpret_one(store: Store, settings: Settings, beat: Heartbeat, holder, job
         print(f"worker: lost the lease of job {job_id} (another worker took it over); stopped it, left its files", flush=True)
     except JobCancelled:
         store.discard_files(job_id)
+    except DatabaseError as exc:  # nothing can be recorded now: the lease runs out and the job runs again
+        print(f"worker: job {job_id} stopped: {exc}; it runs again once its lease has run out", flush=True)
     except LandsentryError as exc:
         store.fail_job(job_id, str(exc), owner)
     except Exception as exc:  # a bug, not bad input: keep the worker alive, say what happened
@@ -130,6 +134,8 @@ def train_loop(store: Store, settings: Settings, stop: threading.Event, beat: He
             continue
         try:
             run_train_job(store, settings, job, stop, beat)
+        except DatabaseError as exc:  # resumed from its last finished epoch once its lease has run out
+            print(f"worker: train job {job['id']} stopped: {exc}", flush=True)
         except Exception as exc:
             traceback.print_exc()
             store.fail_job(job["id"], f"internal error: {type(exc).__name__}: {str(exc)[:300]}", beat.owner)

@@ -65,3 +65,35 @@ def test_lost_lease_found_at_completion_changes_no_record(taken_over, capsys):
     assert "lost the lease of job j_1" in capsys.readouterr().out
     unchanged(store, taken)
     assert store.finish_job("j_1", {"file_names": []}, holder="worker:other:2")  # the new owner still completes it
+
+
+def test_database_gone_mid_job_leaves_the_job_to_run_again(tmp_path, tiny_checkpoint, database_url, postgres, capsys):
+    """PostgreSQL refuses connections while a job runs: the worker says so in one line and records nothing; once
+    the database is back, the job's lease runs out and it is queued again - not lost, not half done."""
+    import psycopg
+
+    store = Store(tmp_path / "data", database_url)
+    register_initial(store, tiny_checkpoint)
+    inputs = store.job_dir("j_1") / "input"
+    inputs.mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(inputs / "after.png")
+    store.create_job("j_1", "interpret", PARAMS, kind="single")
+    beat = Heartbeat(store, "worker:w:1", lease_s=0.5)
+    job = store.claim_job("interpret", beat.owner, lease_s=0.5)
+    beat.hold("j_1")
+    holder = ModelHolder(store)
+    holder.ensure()
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(postgres.url(), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            interpret_one(store, Settings.from_env(data_dir=tmp_path / "data", model=tiny_checkpoint, worker=False,
+                                                   database_url=database_url), beat, holder, job)
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    said = [line for line in capsys.readouterr().out.splitlines() if "j_1" in line]
+    assert len(said) == 1 and f"the database {database_url}" in said[0] and "runs again" in said[0], said
+    time.sleep(0.7)
+    assert [j["status"] for j in sweep(store)] == ["queued"]
+    assert store.flag_rows("job = ?", ("j_1",), 10) == [] and not list(store.job_dir("j_1").glob(".out-*"))

@@ -100,3 +100,24 @@ def test_serve_refuses_an_unreachable_database_in_one_line(tmp_path, cli, monkey
     code, out, err = cli(["serve", "--data-dir", tmp_path / "data"])
     assert code == 2 and "cannot use the database postgresql://u:***@127.0.0.1" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_requests_while_the_database_is_away_get_503_then_recover(tmp_path, tiny_checkpoint, database_url, postgres):
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from landsentry.api.app import create_app
+
+    settings = Settings.from_env(data_dir=tmp_path / "data", model=tiny_checkpoint, worker=False, database_url=database_url)
+    name = database_url.rsplit("/", 1)[1]
+    with TestClient(create_app(settings)) as client, psycopg.connect(postgres.url(), autocommit=True) as admin:
+        assert client.get("/v1/jobs").status_code == 200
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            for _ in range(2):  # a broken pooled connection, then a refused new one
+                answer = client.get("/v1/jobs")
+                assert answer.status_code == 503 and f"the database {database_url}" in answer.json()["detail"], answer.text
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        assert client.get("/v1/jobs").status_code == 200  # broken connections were dropped, not reused
