@@ -2,13 +2,16 @@
 
 The lifespan opens the store, marks jobs a killed server left running (resume or retry), removes
 the temporary folders a killed process left behind, registers the starting checkpoint on first
-start, loads the active model once and starts the worker process.
+start, loads the active model once and starts the worker process. With SQLite one server owns the
+data directory (a lock file) and every job left running at start was a dead process's; with
+PostgreSQL (replicas) no lock is taken, and only jobs whose leases ran out are taken over.
 """
 from __future__ import annotations
 
 import asyncio
 import fcntl
 import logging
+import socket
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -23,7 +26,8 @@ from landsentry.models.vocabulary.errors import LandsentryError
 
 from landsentry.api import errors, openapi
 from landsentry.api.limits import BodyLimit
-from landsentry.api.routers import examples, health, interpret, jobs, models, samples, train
+from landsentry.api.heartbeat import Heartbeat, process_owner
+from landsentry.api.routers import examples, flags, health, interpret, jobs, models, samples, train
 from landsentry.api.settings import Settings
 from landsentry.api.store import Store
 from landsentry.api.versions import ModelHolder, register_initial
@@ -32,8 +36,11 @@ STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("uvicorn.error")
 
 
-def hold_data_dir(data_dir: Path):
-    """One server per data directory: recovery at start assumes every running job belongs to a dead process."""
+def hold_data_dir(data_dir: Path, shared: bool = False):
+    """One server per data directory (SQLite): recovery at start assumes every running job belongs to a dead
+    process. Replicas on PostgreSQL (`shared`) share the data directory: no lock, None."""
+    if shared:
+        return None
     handle = (data_dir / "server.lock").open("w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -51,7 +58,7 @@ async def supervise(app: FastAPI, settings: Settings, every_s: float = 2.0) -> N
         await asyncio.sleep(every_s)
         worker = app.state.worker
         if worker.poll() is not None:
-            app.state.store.recover(owner=f"worker:{worker.pid}")
+            await asyncio.to_thread(app.state.store.recover, f"worker:{socket.gethostname()}:{worker.pid}")
             app.state.worker = spawn(settings)
 
 
@@ -62,16 +69,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         threads_before = torch.get_num_threads()
         torch.set_num_threads(settings.threads)
-        store = Store(settings.data_dir)
-        app.state.lock = hold_data_dir(settings.data_dir)
-        for job in store.recover():
-            log.warning("job %s (%s) was interrupted by a restart: %s", job["id"], job["type"], job["error"] or job["message"])
+        store = Store(settings.data_dir, settings.database_url)
+        app.state.lock = hold_data_dir(settings.data_dir, store.shared)
+        for job in store.recover(expired=store.shared):
+            log.warning("job %s (%s) was interrupted: %s", job["id"], job["type"], job["error"] or job["message"])
         for path in store.clean_leftovers():
             log.warning("removed %s, left behind by a killed process", path.relative_to(settings.data_dir))
         register_initial(store, settings.model)
-        holder = ModelHolder(store, settings.device)
+        holder = ModelHolder(store, settings.device, settings.version_check_s)
         holder.ensure()
         app.state.store, app.state.holder = store, holder
+        app.state.heartbeat = Heartbeat(store, process_owner("server"), settings.lease_s).start()
         app.state.inference_slots = anyio.CapacityLimiter(settings.concurrency)
         app.state.worker = None
         supervisor = None
@@ -93,14 +101,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     worker.wait(20)
                 except Exception:
                     worker.kill()
-            app.state.lock.close()
+            app.state.heartbeat.stop()
+            if app.state.lock is not None:
+                app.state.lock.close()
+            store.close()
 
     app = FastAPI(title="landsentry", version="1", lifespan=lifespan,
                   description="Roads, earthworks and buildings in satellite and aerial imagery; new ones between two dates; retraining on your samples.")
     app.state.settings = settings
     errors.install(app)
     openapi.install(app, {"epochs": settings.max_train_epochs, "steps_per_epoch": settings.max_train_steps})
-    for module in (health, interpret, jobs, samples, train, models, examples):
+    for module in (health, interpret, jobs, flags, samples, train, models, examples):
         app.include_router(module.router)
     STATIC.mkdir(exist_ok=True)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

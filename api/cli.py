@@ -48,8 +48,11 @@ def preflight(settings) -> None:
 
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         raise InputError(f"--data-dir {settings.data_dir} is a file, not a folder")
-    Store(settings.data_dir)
-    hold_data_dir(settings.data_dir).close()
+    store = Store(settings.data_dir, settings.database_url)  # an unreachable database or a newer schema: one line
+    lock = hold_data_dir(settings.data_dir, store.shared)
+    if lock is not None:
+        lock.close()
+    store.close()
     if not any((settings.data_dir / "models").glob("*.pt")):
         load_checkpoint(settings.model)  # the first version must load
 

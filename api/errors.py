@@ -19,6 +19,8 @@ class BodyTooLarge(Exception):
 
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+PATTERN_HINTS: dict[str, str] = {}
+"""Parameter name -> what its `pattern` means in words (routers register theirs), instead of the regex itself."""
 
 
 def _takes_form(request: Request) -> bool:
@@ -53,6 +55,8 @@ def _validation_message(request: Request, exc: RequestValidationError) -> str:
         kind, message = err.get("type", ""), err.get("msg", "invalid")
         if kind == "missing":
             parts.append(f"missing field {where!r}")
+        elif kind == "string_pattern_mismatch" and where in PATTERN_HINTS:
+            parts.append(f"{where}: {PATTERN_HINTS[where]}, not {str(err.get('input'))[:60]!r}")
         elif "Expected UploadFile" in message:
             parts.append(f"{where} must be a file (a form part with a filename), not a text field")
         else:

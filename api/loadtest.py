@@ -1,6 +1,9 @@
 """Load script (not a test): N interpret requests, C at a time, against a running server; p50/p95 latency and errors.
 
     .venv/bin/python -m landsentry.api.loadtest --url http://127.0.0.1:8000 -n 200 -c 200
+    .venv/bin/python -m landsentry.api.loadtest --url http://127.0.0.1:8001 --url http://127.0.0.1:8002   # replicas
+
+With several --url (replicas), the requests alternate between them, and every one is probed for health.
 
 Each request uploads the same small image: by default a 256x256 window of the bundled sample tile
 (sample_tiles/spacenet_atlanta_pan.tif, real SpaceNet imagery) as a GeoTIFF, or `--image FILE`.
@@ -78,7 +81,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m landsentry.api.loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--url", action="append", help="base URL; repeat for replicas (requests alternate); default http://127.0.0.1:8000")
     p.add_argument("-n", "--requests", type=int, default=200)
     p.add_argument("-c", "--concurrency", type=int, default=200)
     p.add_argument("--image", type=Path, default=None, help="file to upload (default: 256x256 window of the sample tile)")
@@ -86,24 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", default=None, help="bearer token, when the server has LANDSENTRY_TOKEN set")
     p.add_argument("--timeout", type=float, default=600.0)
     args = p.parse_args(argv)
+    urls = args.url or ["http://127.0.0.1:8000"]
     data = args.image.read_bytes() if args.image else sample_window(args.size)
     body, content_type = multipart("image", args.image.name if args.image else "window.tif", data)
     start_gate = threading.Barrier(min(args.concurrency, args.requests))
 
-    def task(_: int) -> tuple[float, str]:
+    def task(i: int) -> tuple[float, str]:
         try:
             start_gate.wait(timeout=30)  # the first C requests leave together: real concurrency
         except threading.BrokenBarrierError:
             pass
-        return one_request(args.url, body, content_type, args.token, args.timeout)
+        return one_request(urls[i % len(urls)], body, content_type, args.token, args.timeout)
 
     health: list[float] = []
     done = threading.Event()
 
     def probe_health() -> None:
-        """GET /v1/health every half second during the burst: does the service stay responsive?"""
-        parts = urlsplit(args.url)
+        """GET /v1/health every half second during the burst (each target in turn): does the service stay responsive?"""
+        turn = 0
         while not done.wait(0.5):
+            parts = urlsplit(urls[turn % len(urls)])
+            turn += 1
             t = time.perf_counter()
             try:
                 conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=args.timeout)
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = Counter(o for _, o in results)
     ok = [t for t, o in results if o in ("200", "202")]
     errors = len(results) - len(ok)
-    print(f"{args.requests} requests, {args.concurrency} concurrent, {len(data):,} bytes each, to {args.url}/v1/interpret")
+    print(f"{args.requests} requests, {args.concurrency} concurrent, {len(data):,} bytes each, to /v1/interpret of {', '.join(urls)}")
     print(f"outcomes: {dict(outcomes)}; errors: {errors}")
     if ok:
         print(f"latency s: p50 {percentile(ok, 50):.2f}  p95 {percentile(ok, 95):.2f}  max {max(ok):.2f}  mean {statistics.mean(ok):.2f}")

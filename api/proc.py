@@ -37,9 +37,9 @@ def child_env(threads: int) -> dict[str, str]:
     return env
 
 
-def start_child(cmd: list[str], out, threads: int, cwd: Path) -> subprocess.Popen:
-    """Start `cmd` in `cwd` with output to the open file `out`; it dies with this process."""
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env(threads), cwd=cwd,
+def start_child(cmd: list[str], out, threads: int, cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `cmd` in `cwd` with output to the open file `out` (and `extra_env` added); it dies with this process."""
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**child_env(threads), **(extra_env or {})}, cwd=cwd,
                             preexec_fn=die_with_parent)
 
 

@@ -184,3 +184,32 @@ class Example(BaseModel):
 
 class ExampleList(BaseModel):
     examples: list[Example]
+
+
+# --- the flag register -----------------------------------------------------------------------------
+class FlagProperties(BaseModel):
+    kind: str = Field(description="building, road, earthwork (one image) or new_building, new_road, new_earthwork (two dates)")
+    area_m2: float | None = Field(description="None when the image has no ground size")
+    confidence: float | None
+    suspected_illegal: bool
+    reason: str = Field(description="why it is suspected (empty when not)")
+    before_class: str | None = Field(description="what the before image showed there (two dates)")
+    job: str = Field(description="the interpret job that found it (GET /v1/jobs/{job})")
+    after_date: str | None = Field(description="the (after) image's own date, YYYY-MM-DD, when the file carries one")
+    before_date: str | None = Field(description="the before image's own date (two dates)")
+    recorded: str = Field(description="when the flag entered the register (UTC)")
+
+
+class FlagFeature(BaseModel):
+    type: Literal["Feature"]
+    id: int = Field(description="the flag's number in the register")
+    geometry: dict[str, Any] | None = Field(description="GeoJSON polygon in WGS84 (lon, lat); None for images without georeferencing")
+    properties: FlagProperties
+
+
+class FlagCollection(BaseModel):
+    """GeoJSON (RFC 7946, WGS84) of the register's flags that match the query, oldest first."""
+
+    type: Literal["FeatureCollection"]
+    features: list[FlagFeature]
+    truncated: bool = Field(description="more flags matched than `limit`: narrow the query (bbox, since)")

@@ -2,7 +2,8 @@
 
 Each field's name is its variable's name without the prefix (`threads` <- LANDSENTRY_THREADS), so
 this class is the list of what a deployment can set. An empty variable counts as unset. The server
-hands its settings to the worker process as JSON (`worker_json`), without the token.
+hands its settings to the worker process as JSON (`worker_json`), without the token and without the
+database URL (it may hold a password: the worker gets it in its environment, never in a file).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from landsentry.models.nn.checkpoint import BUNDLED_CHECKPOINT
 from landsentry.models.vocabulary.errors import InputError
+
+from landsentry.api.db import redact
 
 ENV_PREFIX = "LANDSENTRY_"
 MB = 1024 * 1024
@@ -47,6 +50,20 @@ class Settings(BaseSettings):
     replay: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None, description="space-separated layout:path specs, or 'none'; unset = the active model's own training data")
     worker: bool = Field(True, description="start the worker process (tests of pure request handling turn it off)")
+    database_url: str | None = Field(None, description="postgresql://user:password@host:port/database: replicas (several "
+                                     "servers and workers) share this database and the data directory; unset = SQLite in "
+                                     "the data directory, one server")
+    lease_s: float = Field(30.0, gt=0, le=3600, description="a running job's lease: renewed every third of it; a job whose "
+                           "worker stopped renewing is taken over after it runs out")
+    version_check_s: float = Field(2.0, gt=0, le=3600, description="how often a replica asks which model version is active "
+                                   "(an activation on any replica is served everywhere within this time)")
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("a PostgreSQL URL (postgresql://user:password@host:port/database), or unset for SQLite")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -81,8 +98,9 @@ class Settings(BaseSettings):
             raise InputError(describe(exc)) from None
 
     def worker_json(self) -> str:
-        """What the server hands its worker: every setting but the token (the worker serves no requests)."""
-        return self.model_dump_json(exclude={"token"})
+        """What the server hands its worker: every setting but the token (the worker serves no requests) and the
+        database URL (a password in a file in the shared data directory; api/worker.py passes it in the environment)."""
+        return self.model_dump_json(exclude={"token", "database_url"})
 
     @classmethod
     def from_worker_json(cls, text: str) -> Settings:
@@ -95,5 +113,8 @@ def describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         name = ENV_PREFIX + "_".join(str(p) for p in err["loc"][:1]).upper()
-        parts.append(f"{name}={err['input']!r}: {err['msg']}" if isinstance(err.get("input"), (str, int, float)) else f"{name}: {err['msg']}")
+        given = err.get("input")
+        if name == ENV_PREFIX + "DATABASE_URL" and isinstance(given, str):
+            given = redact(given)  # never a password in a message
+        parts.append(f"{name}={given!r}: {err['msg']}" if isinstance(given, (str, int, float)) else f"{name}: {err['msg']}")
     return "bad setting: " + "; ".join(parts)

@@ -22,6 +22,8 @@ from typing import Callable
 from landsentry.models.nn.checkpoint import load_checkpoint
 from landsentry.models.vocabulary.errors import LandsentryError
 
+from landsentry.api.db import DatabaseError
+from landsentry.api.heartbeat import Heartbeat
 from landsentry.api.proc import python_module, run_child
 from landsentry.api.settings import Settings
 from landsentry.api.store import Store, atomic_copy, atomic_write_bytes
@@ -134,55 +136,63 @@ def evaluate_parent(job_dir: Path, parent_file: Path, threads: int, device: str,
     return {k: scores.get(k) for k in ("miou", "iou", "pixel_accuracy")}
 
 
-def run_train_job(store: Store, settings: Settings, job: dict, stop: threading.Event) -> None:
-    """Run (or resume) one train job to a registered model version, or fail it with a reason."""
+def run_train_job(store: Store, settings: Settings, job: dict, stop: threading.Event, beat: Heartbeat | None = None) -> None:
+    """Run (or resume) one train job to a registered model version, or fail it with a reason. With `beat` (the
+    worker's heartbeat), every change is guarded by its lease; a lost lease stops the run and leaves the job's
+    files to the worker that took it over (it resumes from the last finished epoch)."""
     job_dir, params = store.job_dir(job["id"]), job["params"]
+    owner = beat.owner if beat is not None else None
     parent = store.get_model(params["parent"])
     if parent is None:
-        store.fail_job(job["id"], f"its parent model version {params['parent']} is gone")
+        store.fail_job(job["id"], f"its parent model version {params['parent']} is gone", owner)
         return
     parent_file = store.model_path(parent)
     run = job_dir / "run"
     model_id = "m_" + job["id"].split("_", 1)[1]
 
     def cancelled() -> bool:
-        return store.is_cancelled(job["id"])
+        """Stopped: cancelled, or (with a heartbeat) no longer this worker's."""
+        return (beat is not None and beat.lost(job["id"])) or store.is_cancelled(job["id"])
+
+    def stopped() -> bool:
+        """Whether to stop here; a cancelled job's files are removed, a lost one's left to its new owner."""
+        if cancelled():
+            if store.is_cancelled(job["id"]):
+                store.discard_files(job["id"])
+            return True
+        return stop.is_set()  # shutting down: the job stays running and is resumed after the restart or lease
 
     try:
         if store.get_model(model_id) is None:
             replay = params.get("replay")
             if replay is None:
                 replay = replay_specs(settings, parent_file)
-                store.update_job(job["id"], params={**params, "replay": replay})
+                store.update_job(job["id"], owner, params={**params, "replay": replay})
             resumed = (run / "last.pt").is_file()
-            store.update_job(job["id"], message="resuming from the last finished epoch" if resumed else "starting")
+            store.update_job(job["id"], owner, message="resuming from the last finished epoch" if resumed else "starting")
             cmd = train_command(job_dir, parent_file, params, replay, settings.threads, settings.device)
 
             def poll() -> bool:
                 seen = progress_of(last_event(progress_file(job_dir)))
                 if seen is not None:
-                    store.update_job(job["id"], progress=round(0.95 * seen[0], 4), message=seen[1])
+                    store.update_job(job["id"], owner, progress=round(0.95 * seen[0], 4), message=seen[1])
                 return cancelled()
 
             code = run_child(cmd, run / "train.out", settings.threads, stop, cwd=job_dir, on_poll=poll)
-            if cancelled():
-                store.discard_files(job["id"])
+            if stopped():
                 return
-            if stop.is_set():
-                return  # shutting down: the job stays running and is resumed after the restart
             if code != 0:
                 reason = failure_reason(last_event(progress_file(job_dir)))
-                store.fail_job(job["id"], f"training failed (exit {code}): {reason}")
+                store.fail_job(job["id"], f"training failed (exit {code}): {reason}", owner)
                 return
             register_version(store, settings, job, parent, model_id, replay, stop, cancelled)
-            if cancelled():
-                store.discard_files(job["id"])
+            if stopped():
                 return
-            if stop.is_set():
-                return
-        store.finish_job(job["id"], {"model": _public(store, model_id)}, message=f"done: new model version {model_id}")
+        store.finish_job(job["id"], {"model": _public(store, model_id)}, message=f"done: new model version {model_id}", holder=owner)
+    except DatabaseError:
+        raise  # nothing can be recorded: the worker says so, the lease runs out, the job resumes
     except LandsentryError as exc:
-        store.fail_job(job["id"], str(exc))
+        store.fail_job(job["id"], str(exc), owner)
 
 
 def _public(store: Store, model_id: str) -> dict:
@@ -198,7 +208,7 @@ def register_version(store: Store, settings: Settings, job: dict, parent: dict, 
     run = job_dir / "run"
     best = run / "best.pt" if (run / "best.pt").is_file() else run / "last.pt"
     ckpt = load_checkpoint(best)
-    store.update_job(job["id"], progress=0.96, message="scoring the parent on the same held-out samples")
+    store.update_job(job["id"], job.get("owner"), progress=0.96, message="scoring the parent on the same held-out samples")
     metrics: dict = {"miou": None, "evaluated_on": "nothing: fewer than 2 samples, so none could be held out"}
     if params["val"]:
         own = ckpt.metadata.get("metrics") or {}

@@ -1,7 +1,9 @@
 """Model versions: the first one registered from a checkpoint, the active one loaded once and swapped on activation."""
 from __future__ import annotations
 
+import hashlib
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, load_chan
 from landsentry.models.nn.checkpoint import Checkpoint, load_checkpoint
 from landsentry.models.inference.runner import Predictor
 
-from landsentry.api.store import Store, atomic_copy, new_id
+from landsentry.api.store import Store, atomic_copy
 
 
 def checkpoint_summary(ckpt: Checkpoint) -> tuple[dict, dict]:
@@ -30,21 +32,29 @@ def checkpoint_summary(ckpt: Checkpoint) -> tuple[dict, dict]:
     return data, metrics
 
 
+def initial_id(checkpoint_path: Path) -> str:
+    """The first version's id, from the checkpoint's bytes: replicas starting together on an empty database
+    register the same version once, not one each."""
+    digest = hashlib.sha256()
+    with open(checkpoint_path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "m_" + digest.hexdigest()[:16]
+
+
 def register_initial(store: Store, checkpoint_path: Path) -> dict:
     """On first start: copy the starting checkpoint into the store and make it the active version."""
     models = store.list_models()
-    if models:
-        if store.active_model_id() is None:
-            store.set_active_model(models[0]["id"])
-        return store.get_model(store.active_model_id())  # type: ignore[arg-type, return-value]
-    ckpt = load_checkpoint(checkpoint_path)
-    model_id = new_id("m")
-    atomic_copy(checkpoint_path, store.models_dir / f"{model_id}.pt")
-    data, metrics = checkpoint_summary(ckpt)
-    data["source_file"] = checkpoint_path.name
-    model = store.add_model(model_id, checkpoint_path.stem, None, f"{model_id}.pt", data, metrics)
-    store.set_active_model(model_id)
-    return model
+    if not models:
+        ckpt = load_checkpoint(checkpoint_path)
+        model_id = initial_id(checkpoint_path)
+        atomic_copy(checkpoint_path, store.models_dir / f"{model_id}.pt")
+        data, metrics = checkpoint_summary(ckpt)
+        data["source_file"] = checkpoint_path.name
+        store.add_model(model_id, checkpoint_path.stem, None, f"{model_id}.pt", data, metrics)
+        models = store.list_models()
+    store.set_active_model(models[0]["id"], only_if_unset=True)
+    return store.get_model(store.active_model_id())  # type: ignore[arg-type, return-value]
 
 
 @dataclass
@@ -57,11 +67,13 @@ class ModelHolder:
     """The active model's predictor (and the bundled change model), loaded once; `ensure` swaps versions.
 
     Requests take `current()` once and use that predictor to the end, so an activation never changes
-    the model under a running interpretation.
+    the model under a running interpretation. `current()` asks the store which version is active at most
+    every `check_s` seconds, so an activation on another replica is served here within that time.
     """
 
-    def __init__(self, store: Store, device: str = "auto") -> None:
-        self.store, self.device = store, device
+    def __init__(self, store: Store, device: str = "auto", check_s: float = 2.0) -> None:
+        self.store, self.device, self.check_s = store, device, check_s
+        self._checked = 0.0
         self._lock = threading.Lock()
         self._loaded: Loaded | None = None
         self._change: ChangeRunner | None = None
@@ -69,13 +81,15 @@ class ModelHolder:
 
     def current(self) -> Loaded:
         loaded = self._loaded
-        if loaded is None:
+        if loaded is None or time.monotonic() - self._checked >= self.check_s:
             return self.ensure()
         return loaded
 
     def ensure(self, model_id: str | None = None) -> Loaded:
         """Load `model_id` (default: the store's active version) unless it is already loaded."""
-        model_id = model_id or self.store.active_model_id()
+        if model_id is None:
+            model_id = self.store.active_model_id()
+            self._checked = time.monotonic()
         with self._lock:
             if self._loaded is not None and self._loaded.model["id"] == model_id:
                 return self._loaded

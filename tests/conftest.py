@@ -94,3 +94,35 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
 def cli():
     """The in-process CLI runner (see `run_cli`)."""
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL 15 on loopback for the whole session (tests/postgres.py), stopped after.
+    Missing server binaries: a failure under CI=true, a skip elsewhere."""
+    from tests.postgres import start_postgres
+
+    try:
+        server = start_postgres()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    import secrets
+
+    return postgres.create_database(f"t_{secrets.token_hex(6)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_url(request) -> str | None:
+    """Each store test runs on both backends: None (the embedded SQLite file) and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("database_url")

@@ -5,9 +5,10 @@ undocumented methods, auth, positive and negative data), through its coverage, f
 phases with a bounded number of examples. Real ids are handed to it (a finished job with its files,
 a queued job to cancel, a sample to delete, a sample tile), so it reaches past the 404s.
 
-One exemption, stated in the config: an upload whose bytes are not an image (which a schema cannot
-express) is refused with 415/422; positive-data acceptance allows those two codes for the two
-upload operations. Everything else must pass with 0 failures.
+Two exemptions, stated in the config, for what a schema cannot express: an upload whose bytes are not
+an image is refused with 415/422 (positive-data acceptance allows those two codes for the two upload
+operations), and a flags `bbox` of four numbers out of order or outside WGS84's ranges is refused with
+422. Everything else must pass with 0 failures.
 """
 from __future__ import annotations
 
@@ -32,6 +33,11 @@ seed = 20261201
 include-path-regex = "^/v1/(interpret|samples)$"
 include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["2XX", "401", "404", "409", "415", "422"]
+
+[[operations]]
+include-path = "/v1/flags"
+include-method = "GET"
+checks.positive_data_acceptance.expected-statuses = ["2XX", "422"]
 
 [[operations]]
 include-path = "/v1/jobs/{{job_id}}"

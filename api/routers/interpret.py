@@ -18,8 +18,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from landsentry.models.vocabulary.errors import InputError, LandsentryError, TooLargeError
 
-from landsentry.api.cancel import CancelWatch, JobCancelled
+from landsentry.api.cancel import CancelWatch, JobCancelled, LeaseLost
 from landsentry.api.deps import get_holder, get_settings, get_store, require_token
+from landsentry.api.flag_register import flag_records
+from landsentry.api.heartbeat import Heartbeat
 from landsentry.api.inference import check_inputs, probe_size, run_interpretation
 from landsentry.api.openapi import CHANGES, refusals
 from landsentry.api.public import public_job
@@ -61,18 +63,24 @@ def store_inputs(job_dir: Path, uploads: dict[str, UploadFile], params: dict, se
     return max(w * h for w, h in sizes), pixels
 
 
-def run_inline(store: Store, holder: ModelHolder, settings: Settings, job_id: str, params: dict) -> dict:
-    """Interpret now, in this thread; a cancel (POST /v1/jobs/ID/cancel) stops it and answers the cancelled job."""
+def run_inline(store: Store, holder: ModelHolder, settings: Settings, beat: Heartbeat, job_id: str, params: dict) -> dict:
+    """Interpret now, in this thread, under this server's lease; a cancel (POST /v1/jobs/ID/cancel) stops it and
+    answers the cancelled job. Its flags enter the register with its completion."""
     loaded = holder.current()
-    watch = CancelWatch(store, job_id)
+    watch = CancelWatch(store, job_id, heartbeat=beat)
     try:
-        result = run_interpretation(store.job_dir(job_id), loaded.predictor, holder.change_runner(), params,
+        job_dir = store.job_dir(job_id)
+        result = run_interpretation(job_dir, loaded.predictor, holder.change_runner(), params,
                                     settings.preview_max_pixels, watch.progress, watch)
         result["model"] = loaded.model["id"]
-        if not store.finish_job(job_id, result):
-            raise JobCancelled(job_id)
+        if not store.finish_job(job_id, result, holder=beat.owner, flags=flag_records(job_dir, result)):
+            raise JobCancelled(job_id) if store.is_cancelled(job_id) else LeaseLost(job_id)
+    except LeaseLost:
+        pass  # this server stalled past its lease and a worker took the job over: answer the job as it stands
     except JobCancelled:
         store.discard_files(job_id)
+    finally:
+        beat.release(job_id)
     return public_job(store, store.get_job(job_id))  # type: ignore[arg-type]
 
 
@@ -107,8 +115,11 @@ async def interpret_upload(
             job = store.create_job(job_id, "interpret", params, kind=kind, message=f"queued: {largest:,} pixels, over the inline limit")
             response.status_code = 202
             return public_job(store, job)
-        store.create_job(job_id, "interpret", params, status="running", kind=kind, message="interpreting", owner="server")
-        return await anyio.to_thread.run_sync(partial(run_inline, store, holder, settings, job_id, params),
+        beat = request.app.state.heartbeat
+        store.create_job(job_id, "interpret", params, status="running", kind=kind, message="interpreting", owner=beat.owner,
+                         lease_s=settings.lease_s)
+        beat.hold(job_id)
+        return await anyio.to_thread.run_sync(partial(run_inline, store, holder, settings, beat, job_id, params),
                                               limiter=request.app.state.inference_slots)
     except LandsentryError:
         await run_in_threadpool(store.delete_job, job_id)  # refused input leaves nothing behind
@@ -117,5 +128,5 @@ async def interpret_upload(
         if store.get_job(job_id) is None:
             shutil.rmtree(job_dir, ignore_errors=True)
         else:
-            store.fail_job(job_id, f"internal error: {type(exc).__name__}")
+            store.fail_job(job_id, f"internal error: {type(exc).__name__}", request.app.state.heartbeat.owner)
         raise
