@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from PIL import Image
 from torch.nn import functional as F
 
-from landsentry.models.inference.resolution import MAX_ZOOM, MIN_ZOOM, check_zoom, gsd_from_pixel_area, working_gsd, zoom_for
+from landsentry.models.inference.resolution import MAX_ZOOM, MIN_ZOOM, check_zoom, gsd_from_pixel_area, resample_range, working_gsd, zoom_for
 from landsentry.models.inference.runner import Predictor
 from landsentry.models.io.raster import RasterSource
 from landsentry.models.nn.checkpoint import load_checkpoint
@@ -30,6 +31,8 @@ def test_zoom_rule():
     assert zoom_for(None, 0.5) == 1.0 and zoom_for(0.3, None) == 1.0
     assert zoom_for(10.0, 0.5) == MAX_ZOOM and zoom_for(0.05, 0.5) == MIN_ZOOM
     assert working_gsd({"gsd": 0.4}) == 0.4 and working_gsd({}) is None
+    assert resample_range({"gsd_range": [0.3, 0.6]}) == (0.3, 0.6) and resample_range({}) is None
+    assert zoom_for(1.0, 0.3, (0.3, 0.6)) == 1.0 and zoom_for(0.5, 0.3, (0.3, 0.6)) == 1.6667
     assert gsd_from_pixel_area(0.25) == pytest.approx(0.5) and gsd_from_pixel_area(None) is None
     with pytest.raises(ValueError, match="between 0.25 and 4"):
         check_zoom(5)
@@ -61,15 +64,29 @@ def test_predict_reports_and_applies_the_working_resolution(cli, tmp_path):
     rc, out, err = cli(["predict", str(SAMPLE), "-o", str(tmp_path / "a"), "--working-gsd", "0.25", "--quiet", "--tile", "256"])
     assert rc == 0, err
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
-    assert summary["resolution"] == {"input_gsd_m": 0.5, "working_gsd_m": 0.25, "zoom": 2.0}
+    assert summary["resolution"] == {"input_gsd_m": 0.5, "working_gsd_m": 0.25, "applies_to_gsd_m": None, "zoom": 2.0}
     with rasterio.open(tmp_path / "a" / "classes.tif") as ds, rasterio.open(SAMPLE) as src:
         assert (ds.width, ds.height, ds.transform, ds.crs) == (src.width, src.height, src.transform, src.crs)
     rc, out, err = cli(["predict", str(SAMPLE), "-o", str(tmp_path / "b"), "--working-gsd", "0", "--quiet", "--tile", "256"])
     assert rc == 0, err
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["resolution"] == {
-        "input_gsd_m": 0.5, "working_gsd_m": None, "zoom": 1.0}
+        "input_gsd_m": 0.5, "working_gsd_m": None, "applies_to_gsd_m": None, "zoom": 1.0}
 
 
 def test_bad_working_resolution_is_one_line(cli, tmp_path):
     rc, out, err = cli(["predict", str(SAMPLE), "-o", str(tmp_path / "a"), "--working-gsd", "-1"])
     assert rc == 2 and "--working-gsd must be" in err
+
+
+def test_the_bundled_model_resamples_only_the_resolutions_it_gains_on(cli, tmp_path):
+    """0.5 m (SpaceNet) is shown to the network at 0.3 m; a plain picture declared 1 m is used as it is."""
+    rc, _, err = cli(["predict", str(SAMPLE), "-o", str(tmp_path / "a"), "--quiet", "--tile", "256"])
+    assert rc == 0, err
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["resolution"] == {
+        "input_gsd_m": 0.5, "working_gsd_m": 0.3, "applies_to_gsd_m": [0.3, 0.6], "zoom": 1.6667}
+    picture = tmp_path / "crop.png"
+    Image.fromarray(_crop()[0].astype(np.uint8)).save(picture)
+    rc, _, err = cli(["predict", str(picture), "-o", str(tmp_path / "b"), "--quiet", "--gsd", "1", "--tile", "256"])
+    assert rc == 0, err
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["resolution"] == {
+        "input_gsd_m": 1.0, "working_gsd_m": 0.3, "applies_to_gsd_m": [0.3, 0.6], "zoom": 1.0}

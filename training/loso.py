@@ -57,7 +57,7 @@ def score_source(checkpoint: Path, spec: str) -> dict:
     records = records_from_spec(spec)
     images = [load_sample(r, ckpt.in_channels) for r in records]
     predictor = Predictor(ckpt, device="auto", tile=512)
-    zoom = zoom_for(parse_spec(spec)[0].gsd, predictor.working_gsd)  # as predict resamples an input of the source's resolution
+    zoom = zoom_for(parse_spec(spec)[0].gsd, predictor.working_gsd, predictor.resample_range)  # as predict resamples an input of the source's resolution
     return held_out_metrics(score_by_source(predictor, images, [source_of(r.source) for r in records], zooms=[zoom] * len(images)))
 
 

@@ -45,7 +45,7 @@ def run(inputs: Inputs, outdir: str | Path, predictor: Predictor, rules: FlagRul
     """Interpret `inputs.after` into `outdir` (see the README's table of outputs)."""
     info = inputs.info
     with PipelineRun(outdir, info, rules, wgs84, timer) as pipeline:
-        resolution = model_resolution(info, inputs.metric, predictor.working_gsd)
+        resolution = model_resolution(info, inputs.metric, predictor)
         raw, conf = write_rasters(inputs.after, predictor, pipeline.work, progress, timer, resolution["zoom"])
         values = {k.class_id: k.name for k in KINDS}
         regions, counts = pipeline.regions(raw, conf, values, inputs.metric, "classes.tif", SURROUNDINGS)

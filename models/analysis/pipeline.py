@@ -89,12 +89,13 @@ def pixel_area_m2(info: RasterInfo, metric: bool) -> float | None:
     return None if area is None else round(area, 6)
 
 
-def model_resolution(info: RasterInfo, metric: bool, working_gsd: float | None) -> dict:
+def model_resolution(info: RasterInfo, metric: bool, predictor) -> dict:
     """The input's ground resolution, the model's working resolution (both m per pixel, null when unknown)
     and the factor every window is resampled by before the network (`models.inference.resolution`)."""
     ground = gsd_from_pixel_area(pixel_area_m2(info, metric))
-    return {"input_gsd_m": round(ground, 4) if ground else None, "working_gsd_m": working_gsd,
-            "zoom": zoom_for(ground, working_gsd)}
+    return {"input_gsd_m": round(ground, 4) if ground else None, "working_gsd_m": predictor.working_gsd,
+            "applies_to_gsd_m": list(predictor.resample_range) if predictor.resample_range else None,
+            "zoom": zoom_for(ground, predictor.working_gsd, predictor.resample_range)}
 
 
 def common_summary(inputs, flags: list[Flag], rows: list[dict], rules: FlagRules, resolution: dict | None = None) -> dict:

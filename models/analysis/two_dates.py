@@ -97,7 +97,7 @@ def run(inputs: Inputs, outdir: str | Path, predictor: Predictor, change_runner:
     runner = change_runner if params.use_change_model else None
     with PipelineRun(outdir, info, rules, wgs84, timer) as pipeline:
         with timer.stage("rasters"):
-            resolution = model_resolution(inputs.info, inputs.metric, predictor.working_gsd)
+            resolution = model_resolution(inputs.info, inputs.metric, predictor)
             paths, stats = write_change_rasters(inputs, predictor, runner, params, pipeline.work, progress, timer, resolution["zoom"])
         values = {k.change_code: k.new_name for k in KINDS}
         regions, codes = pipeline.regions(paths["change_raw"], paths["change_confidence"], values, inputs.metric, "change.tif", NO_CHANGE)

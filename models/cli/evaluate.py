@@ -15,7 +15,7 @@ from landsentry.models.data.samples import check_records, load_sample
 from landsentry.models.data.splits import split_by_group
 from landsentry.models.evaluation.segmentation import held_out_metrics, score_by_source, source_of
 from landsentry.models.inference.backends import BACKENDS
-from landsentry.models.inference.resolution import working_gsd, zoom_for
+from landsentry.models.inference.resolution import resample_range, working_gsd, zoom_for
 from landsentry.models.inference.runner import Predictor
 from landsentry.models.inference.tiling import default_overlap
 from landsentry.models.nn.checkpoint import load_checkpoint
@@ -69,7 +69,8 @@ def main(argv: list[str]) -> int:
     predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, backend=args.backend, tta=args.tta)
     sources = [source_of(r.source) for r in records]
     working = working_gsd(checkpoint.metadata) if args.working_gsd is None else (args.working_gsd or None)
-    zooms = [zoom_for(gsd, working) for gsd in gsds]
+    within = resample_range(checkpoint.metadata) if args.working_gsd is None else None
+    zooms = [zoom_for(gsd, working, within) for gsd in gsds]
     matrices = score_by_source(predictor, images, sources, zooms=zooms)
     print(f"{len(images)} whole images ({predictor.backend}, {args.tile} px windows, {args.overlap} px overlap): "
           f"{', '.join(r.source for r in records)}")

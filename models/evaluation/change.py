@@ -57,7 +57,7 @@ class PairMaps:
 
 def pair_maps(before: Path, after: Path, label: Path, predictor: Predictor, runner, gsd: float | None) -> PairMaps:
     """Both dates' class probabilities and the learned change probability of one pair; `runner` is a ChangeRunner or None."""
-    zoom = zoom_for(gsd, predictor.working_gsd)  # as predict does for an input of this ground size
+    zoom = zoom_for(gsd, predictor.working_gsd, predictor.resample_range)  # as predict does for an input of this ground size
     with open_pair(before, after, channels=predictor.checkpoint.in_channels, gsd=gsd) as pair:
         probs_b, valid_b = _whole(predictor.iter_strips(pair.before, zoom=zoom))
         probs_a, valid_a = _whole(predictor.iter_strips(pair.after, zoom=zoom))

@@ -32,10 +32,22 @@ def working_gsd(metadata: dict) -> float | None:
     return float(value) if value else None
 
 
-def zoom_for(input_gsd: float | None, working: float | None) -> float:
-    """The factor that brings `input_gsd` to `working` (1 when either is unknown or they are within SNAP),
-    clipped to [MIN_ZOOM, MAX_ZOOM]."""
+def resample_range(metadata: dict) -> tuple[float, float] | None:
+    """Input resolutions (m per pixel, inclusive) the checkpoint's working resolution is applied to, or None for all.
+
+    A model trained at several resolutions may gain from resampling some inputs and lose on others
+    (the bundled one: 0.5 m inputs gain at 0.3 m, 1 m and 5 m inputs lose when upsampled; MODEL_CARD.md):
+    outside the range the input is used as it is."""
+    value = metadata.get("gsd_range")
+    return (float(value[0]), float(value[1])) if value else None
+
+
+def zoom_for(input_gsd: float | None, working: float | None, within: tuple[float, float] | None = None) -> float:
+    """The factor that brings `input_gsd` to `working` (1 when either is unknown, they are within SNAP, or
+    `input_gsd` is outside `within`), clipped to [MIN_ZOOM, MAX_ZOOM]."""
     if not input_gsd or not working:
+        return 1.0
+    if within is not None and not within[0] <= input_gsd <= within[1]:
         return 1.0
     zoom = input_gsd / working
     if abs(zoom - 1.0) <= SNAP:

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from landsentry.models.inference.backends import build_runner, resolve_backend
 from landsentry.models.inference.device import default_batch_size, default_precision, resolve_device
-from landsentry.models.inference.resolution import check_zoom, working_gsd as working_gsd_of
+from landsentry.models.inference.resolution import check_zoom, resample_range, working_gsd as working_gsd_of
 from landsentry.models.inference.tiling import Strip, StripStitcher, default_overlap, stitch_windows
 from landsentry.models.inference.timing import NO_TIMER, Timer
 from landsentry.models.io.fill import fill_invalid
@@ -141,6 +141,7 @@ class Predictor(WindowRunner):
         checkpoint's `metadata["gsd"]`; 0: never resample; `models.inference.resolution`)."""
         self.checkpoint = checkpoint
         self.working_gsd = working_gsd_of(checkpoint.metadata) if working_gsd is None else (float(working_gsd) or None)
+        self.resample_range = resample_range(checkpoint.metadata) if working_gsd is None else None  # an explicit one applies to all
         self.num_classes = checkpoint.num_classes
         network = model if model is not None else checkpoint.build_model()
         super().__init__(network, checkpoint.mean, checkpoint.std, device, tile, overlap, batch_size, backend, precision,
