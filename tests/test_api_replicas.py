@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,19 +27,11 @@ from PIL import Image
 from landsentry.api.store import Store
 from tests.conftest import ROOT
 from tests.postgres import free_port
+from tests.serving import call
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc, SIGSTOP and SIGKILL")
 LEASE_S = 5
 START_S = 180
-
-
-def call(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 def upload(files: dict[str, bytes]) -> tuple[bytes, dict]:
