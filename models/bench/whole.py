@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def run_whole(args: argparse.Namespace, scene: Scene, outdir: Path) -> tuple[dic
     checkpoint = load_checkpoint(args.checkpoint)
     predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                           backend=args.backend, precision=args.precision, threads=args.threads,
-                          tta=getattr(args, "tta", False))
+                          tta=getattr(args, "tta", False), working_gsd=getattr(args, "working_gsd", None))
     runner = None
     if args.pair and BUNDLED_CHANGE_CHECKPOINT.is_file():
         model, ckpt = load_change_model(None)
@@ -49,4 +50,5 @@ def run_whole(args: argparse.Namespace, scene: Scene, outdir: Path) -> tuple[dic
         "peak_rss_raster_path_mib": round(clock.peaks.get("rasters", 0.0), 1),
         "raster_path_s": round(raster_path, 3), "raster_path_mpx_per_s": round(mpx / raster_path, 4),
         "change_model": runner is not None if args.pair else None,
+        "resolution": json.loads((outdir / "summary.json").read_text())["resolution"],  # the zoom the model ran at
     }, predictor

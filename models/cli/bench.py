@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", help="auto (float32 on the CPU, bfloat16/float16 on CUDA), float32, float16, bfloat16")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime (default: all cores)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average each window with its mirror images (4x the model time)")
+    p.add_argument("--working-gsd", type=float, default=None,
+                   help="metres per pixel the model sees, as in predict (default: the checkpoint's; 0: never resample)")
     p.add_argument("--batch-size", type=int, default=None, help="windows per model call (default 1 on CPU, 8 on CUDA)")
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--overlap", type=int, default=None, help="window overlap in pixels (default: tile / 16)")
@@ -104,7 +106,7 @@ def main(argv: list[str]) -> int:
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                     "torch": torch.__version__, "onnxruntime": _ort_version()},
         "settings": {"backend": args.backend, "precision": args.precision, "threads": torch.get_num_threads(),
-                     "batch_size": args.batch_size, "tile": args.tile, "overlap": args.overlap, "tta": args.tta,
+                     "batch_size": args.batch_size, "tile": args.tile, "overlap": args.overlap, "tta": args.tta, "working_gsd": args.working_gsd,
                      "gdal_cachemax": os.environ.get("GDAL_CACHEMAX")},  # GDAL's block cache counts in the RSS
     }
     work_ctx = contextlib.nullcontext(args.workdir) if args.workdir else tempfile.TemporaryDirectory(prefix="landsentry-bench-")
