@@ -36,6 +36,7 @@ class WindowRunner:
 
     inputs = 1
     stage = "model"  # the timer's name for this network's calls
+    zoom = 1.0  # the default resampling factor of every window (ChangeRunner: its checkpoint's)
 
     def __init__(self, model: nn.Module, mean, std, device: str = "auto", tile: int = 512, overlap: int | None = None,
                  batch_size: int | None = None, backend: str = "auto", precision: str = "auto", threads: int | None = None,
@@ -63,7 +64,6 @@ class WindowRunner:
         self.precision = precision
         self.in_channels = len(tuple(mean))
         self.tta = tta
-        self.zoom = 1.0  # the default resampling factor of every window (ChangeRunner: its checkpoint's)
         self._run = build_runner(self.model, mean, std, self.device, self.backend, precision, threads, inputs=self.inputs)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
@@ -122,7 +122,8 @@ class WindowRunner:
                 valid &= ok
             return bands, valid
 
-        strips = stitch_windows(stitcher, read, partial(self.predict_batch, zoom=zoom), self.batch_size, progress, timer, self.stage)
+        predict = self.predict_batch if zoom == 1.0 else partial(self.predict_batch, zoom=zoom)
+        strips = stitch_windows(stitcher, read, predict, self.batch_size, progress, timer, self.stage)
         yield from timer.timed_iter("tiles", strips)
 
     @property
