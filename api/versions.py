@@ -68,8 +68,9 @@ class ModelHolder:
         self._change_loaded = False
 
     def current(self) -> Loaded:
+        """The active version's predictor; a version the worker activated (a train job's rule) is loaded here too."""
         loaded = self._loaded
-        if loaded is None:
+        if loaded is None or loaded.model["id"] != self.store.active_model_id():
             return self.ensure()
         return loaded
 

@@ -28,6 +28,7 @@ class TrainConfig:
     holdout_splits: list[str] = field(default_factory=list)  # e.g. ["val"]: every layout's fixed groups of that split join `holdout`
     replay: list[str] = field(default_factory=list)  # earlier data mixed into fine-tuning
     replay_share: float = 0.3
+    replay_holdout: list[str] = field(default_factory=list)  # groups of `replay` kept out of it (the parent's validation images)
     out: str = "runs/train"
     # model
     arch: str = DEFAULT_ARCHITECTURE  # lightunet_lite0, or unet_lite0 (models/nn/network.py)

@@ -102,7 +102,9 @@ def build_data(cfg: TrainConfig) -> DataSetup:
     val_records += [r for spec in cfg.val_data for r in records_from_spec(spec)]
     if not train_records:
         raise InputError("every training image is held out for validation; hold out fewer groups")
-    replay_records = [r for spec in cfg.replay for r in records_from_spec(spec)]
+    # replay never brings back what the parent was validated or tested on: its scores must stay honest
+    replay_out = set(cfg.replay_holdout)
+    replay_records = [r for spec in cfg.replay for r in spec_records(spec, cfg.keep_test_splits, set())[0] if r.group not in replay_out]
 
     transform = train_transform(cfg.crop_size, scale=tuple(cfg.scale_range), class_aware_p=cfg.rare_crop_prob,
                                 grayscale_p=cfg.grayscale_p, color_strength=cfg.color_strength)
@@ -127,7 +129,8 @@ def build_data(cfg: TrainConfig) -> DataSetup:
         whole = SegmentationDataset(val_records, None, None, cfg.in_channels, check_codes=False, cache_mb=0)
         val_images = [(s["image"], s["mask"]) for s in (whole[i] for i in range(len(whole)))]
     specs = {"data": list(cfg.data), "holdout": sorted(holdout), "val_data": list(cfg.val_data),
-             "replay": list(cfg.replay), "replay_share": cfg.replay_share if replay_records else 0.0}
+             "replay": list(cfg.replay), "replay_share": cfg.replay_share if replay_records else 0.0,
+             "replay_holdout": sorted(replay_out)}
     if cfg.data_weights:
         specs["data_weights"] = list(cfg.data_weights)
     return DataSetup(train, train_records, val_records, replay_records, val_images, class_pixels, specs, held_back)
