@@ -56,7 +56,7 @@ def plot(path: Path, report: dict, panel: tuple[int, int] = (260, 260)) -> Path:
     classes = _scored_classes(rows) if rows else []
     labels = [*classes, "mIoU"]
     w, h = panel
-    img = Image.new("RGB", (max(1, len(rows)) * w + 20, h + 70), "white")
+    img = Image.new("RGB", (max(2, len(rows)) * w + 20, h + 70), "white")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default()
     draw.text((8, 4), f"bench-adapt: {report['data']} from {Path(report['base']).parent.name}/{Path(report['base']).name}",

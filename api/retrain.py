@@ -127,7 +127,7 @@ def held_out_description(params: dict) -> str:
     if params.get("val"):
         return f"{len(params['val'])} held-out sample(s) (whole images, not trained on): {', '.join(params['val'])}"
     rows = params.get("held_out_rows") or {}
-    return (f"the bottom rows of {len(rows)} sample(s) holding about a quarter of their labelled pixels "
+    return (f"the held-out bottom rows of {len(rows)} sample(s) holding about a quarter of their labelled pixels "
             f"(labels not trained on; fewer than {WHOLE_IMAGE_MIN} samples, so no whole image could be spared)")
 
 
