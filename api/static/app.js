@@ -428,6 +428,14 @@ function iouTable(metrics, activeMetrics, isActive) {
   return el("table", { class: "iou" }, el("thead", {}, head), el("tbody", {}, ...rows));
 }
 
+/** The new version beside its parent on the parent's own validation data: what fine-tuning cost elsewhere. */
+function forgettingLine(check) {
+  if (!check?.parent && !check?.new) return null;
+  const parent = check.parent?.miou, mine = check.new?.miou;
+  return el("div", { class: "small" },
+    `parent's validation data: parent ${fmtNumber(parent, 3)}, this ${fmtNumber(mine, 3)}${fmtDelta(delta(mine, parent))}`);
+}
+
 async function refreshModels() {
   const { models, active } = await api("/v1/models");
   const activeModel = models.find((m) => m.id === active);
@@ -446,6 +454,8 @@ async function refreshModels() {
       el("div", { class: "muted small" }, `${m.id} · ${fmtTime(m.created)}${m.parent ? ` · parent ${m.parent}` : ""}`),
       el("div", { class: "small" }, scores.join(" · ")),
       m.metrics?.evaluated_on ? el("div", { class: "muted small" }, m.metrics.evaluated_on) : null,
+      forgettingLine(m.metrics?.checks?.parent_validation),
+      m.metrics?.activation ? el("div", { class: "muted small" }, m.metrics.activation.reason) : null,
       iouTable(m.metrics, activeModel?.metrics, isActive));
   }));
   if (activeModel) $("model-info").textContent = `model: ${activeModel.name || activeModel.id}`;
