@@ -73,11 +73,12 @@ def parse_recipe(pairs: list[str]) -> dict:
 
 
 def choose(records: list, ks: list[int], seed: int, eval_max: int) -> tuple[list, list]:
-    """(annotation order, scored images): the first k of the order are the k annotations; scored images are never among them."""
+    """(annotation order, scored images): the first k of the order are the k annotations; the scored images are the
+    last `eval_max` of the order (the same whatever the k list, as long as the largest k leaves them out)."""
     order = list(records)
     random.Random(seed).shuffle(order)
     pool, rest = order[: max(ks)], order[max(ks):]
-    return pool, rest[:eval_max] if eval_max else rest
+    return pool, rest[-eval_max:] if eval_max else rest
 
 
 def score(checkpoint: Path, images: list, sources: list[str], device: str) -> dict:
