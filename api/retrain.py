@@ -40,6 +40,7 @@ class Recipe:
     lr: float = 5e-4
     freeze_blocks: int = 3  # encoder stem + first blocks stay as the parent has them (strides 2 and 4)
     replay_share: float = 0.3  # share of training crops drawn from the parent's own training data
+    bn_frozen: bool = False  # batch-norm statistics stay the parent's
     warmup_steps: int = 2
 
     def with_(self, **changes: object) -> Recipe:
@@ -48,11 +49,22 @@ class Recipe:
         unknown = sorted(set(changes) - set(names))
         if unknown:
             raise InputError(f"unknown recipe field(s) {unknown}; fields: {', '.join(names)}")
-        typed = {k: (float(v) if names[k] == "float" else int(v)) for k, v in changes.items()}  # type: ignore[arg-type]
+        typed = {k: _typed(names[k], v) for k, v in changes.items()}
         return dataclasses.replace(self, **typed)
 
 
 DEFAULT_RECIPE = Recipe()
+
+
+def _typed(kind: object, value: object) -> object:
+    """A recipe value from a request or a command line ("0.5", "true") as its field's type."""
+    if kind in ("bool", bool):
+        if isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise InputError(f"{value!r} is not true or false")
+            return value.lower() in ("true", "1")
+        return bool(value)
+    return float(value) if kind in ("float", float) else int(value)  # type: ignore[arg-type]
 
 
 def crop_size(samples: list[dict]) -> int:

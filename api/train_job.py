@@ -74,7 +74,7 @@ def train_config(job_dir: Path, parent_file: Path, params: dict, replay: list[st
         "epochs": recipe.epochs, "max_steps_per_epoch": recipe.steps_per_epoch,
         "samples_per_epoch": recipe.steps_per_epoch * recipe.batch_size, "batch_size": recipe.batch_size,
         "crop_size": params["crop_size"], "lr": recipe.lr, "warmup_steps": recipe.warmup_steps, "freeze_blocks": recipe.freeze_blocks,
-        "threads": threads, "workers": 0, "device": device, "pretrained": False, "eval_tile": 512,
+        "bn_frozen": recipe.bn_frozen, "threads": threads, "workers": 0, "device": device, "pretrained": False, "eval_tile": 512,
         "progress_file": str(progress_file(job_dir)), "note": f"fine-tuned by the landsentry service, job {job_dir.name}",
     }
     if has_held_out(params):
@@ -203,7 +203,7 @@ def register_version(store: Store, settings: Settings, job: dict, parent: dict, 
     data = {"samples": params["train"], "held_out": params["val"], "held_out_rows": params.get("held_out_rows") or {},
             "replay": replay, "replay_share": recipe.replay_share if replay else 0.0, "epochs": recipe.epochs,
             "steps_per_epoch": recipe.steps_per_epoch, "batch_size": recipe.batch_size, "crop_size": params["crop_size"],
-            "lr": recipe.lr, "freeze_blocks": recipe.freeze_blocks, "best_epoch": ckpt.metadata.get("epoch"),
+            "lr": recipe.lr, "freeze_blocks": recipe.freeze_blocks, "bn_frozen": recipe.bn_frozen, "best_epoch": ckpt.metadata.get("epoch"),
             "history": ckpt.metadata.get("history") or []}
     atomic_copy(best, store.models_dir / f"{model_id}.pt")
     name = f"{parent['name'].split(' +')[0]} + {len(params['train']) + len(params['val'])} samples"

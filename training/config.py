@@ -51,6 +51,7 @@ class TrainConfig:
     scale_range: list[float] = field(default_factory=lambda: [0.75, 1.5])  # crop scale jitter (ground resolutions seen)
     color_strength: float = 1.0  # colour jitter ranges (brightness, contrast, saturation, hue, gamma) times this
     grayscale_p: float = 0.1  # share of crops made panchromatic
+    bn_frozen: bool = False  # every batch-norm layer keeps the parent's statistics (fine-tuning on a few images of one place)
     freeze_blocks: int = 0  # encoder stem + this many first blocks keep their ImageNet weights (3: strides 2 and 4; faster)
     channels_last: bool = True  # NHWC memory format: ~1.3x faster training on CPU
     # runtime
