@@ -166,7 +166,7 @@ def main(argv: list[str]) -> int:
                          "gain": None if after["miou"] is None or before["miou"] is None else round(after["miou"] - before["miou"], 4),
                          "minutes": result["minutes"], "samples_per_s": result["samples_per_s"], "checks": checks,
                          "recipe": {k_: result["model"]["data"].get(k_) for k_ in
-                                    ("epochs", "steps_per_epoch", "batch_size", "lr", "freeze_blocks", "bn_frozen", "replay_share", "crop_size")}})
+                                    ("epochs", "steps_per_epoch", "batch_size", "lr", "freeze_blocks", "bn_frozen", "keep_parent", "replay_share", "crop_size")}})
             print(markdown(rows[-1:], header=not rows[:-1]), flush=True)
     finally:
         if fresh:

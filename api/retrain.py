@@ -41,7 +41,14 @@ class Recipe:
     freeze_blocks: int = 3  # encoder stem + first blocks stay as the parent has them (strides 2 and 4)
     replay_share: float = 0.3  # share of training crops drawn from the parent's own training data
     bn_frozen: bool = False  # batch-norm statistics stay the parent's
+    keep_parent: float = 0.0  # share of the parent's weights mixed back into the fine-tuned ones (weight-space ensemble)
     warmup_steps: int = 2
+
+    def __post_init__(self) -> None:
+        if not (self.epochs >= 1 and self.steps_per_epoch >= 1 and self.batch_size >= 1 and self.lr > 0
+                and 0 <= self.freeze_blocks <= 16 and 0 <= self.replay_share < 1 and 0 <= self.keep_parent < 1):
+            raise InputError(f"recipe out of range: {self} (epochs, steps, batch >= 1; lr > 0; freeze_blocks 0-16; "
+                             "replay_share and keep_parent in [0, 1))")
 
     def with_(self, **changes: object) -> Recipe:
         """This recipe with some fields changed (values of the wrong type or unknown names: InputError)."""

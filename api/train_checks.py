@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import threading
+
+import torch
 from pathlib import Path
 from typing import Callable
 
 from landsentry.models.data.registry import records_from_spec
 from landsentry.models.data.splits import groups_of
-from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.nn.checkpoint import load_checkpoint, save_checkpoint
 from landsentry.models.vocabulary.errors import InputError
 
 from landsentry.api.proc import python_module, run_child
@@ -118,6 +120,17 @@ def decide(checks: dict, tolerance: float) -> tuple[bool, str]:
             return False, f"not activated: mIoU on the {name} fell from {parent:.3f} to {new:.3f}"
         reasons.append(f"{name} {parent:.3f} -> {new:.3f}")
     return True, "activated: not worse on " + " and ".join(reasons)
+
+
+def mix_with_parent(new_file: Path, parent_file: Path, share: float, out: Path) -> Path:
+    """The fine-tuned weights moved `share` of the way back to the parent's (a weight-space ensemble, as in
+    WiSE-FT): most of what the few samples taught stays, much of what the parent knew comes back."""
+    new, parent = load_checkpoint(new_file), load_checkpoint(parent_file)
+    new.state_dict = {k: torch.lerp(v.float(), parent.state_dict[k].float(), share).to(v.dtype) if v.is_floating_point() else v
+                      for k, v in new.state_dict.items()}
+    new.metadata = {**new.metadata, "keep_parent": share}
+    save_checkpoint(new, out)
+    return out
 
 
 def write_json(path: Path, data: dict) -> None:

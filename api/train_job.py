@@ -26,7 +26,7 @@ from landsentry.api.proc import python_module, run_child
 from landsentry.api.retrain import DEFAULT_RECIPE, Recipe, has_held_out, held_out_description
 from landsentry.api.settings import Settings
 from landsentry.api.store import Store, atomic_copy, atomic_write_bytes
-from landsentry.api.train_checks import decide, parent_validation, replay_holdout
+from landsentry.api.train_checks import decide, evaluate, mix_with_parent, parent_validation, replay_holdout
 from landsentry.api.train_progress import failure_reason, last_event, progress_of
 
 # Relative dataset paths in a checkpoint's metadata are as `landsentry train` saw them, run from a
@@ -175,6 +175,8 @@ def register_version(store: Store, settings: Settings, job: dict, parent: dict, 
     ckpt = load_checkpoint(best)
     recipe = job_recipe(params)
     parent_file = store.model_path(parent)
+    if recipe.keep_parent > 0:
+        best = mix_with_parent(best, parent_file, recipe.keep_parent, run / "mixed.pt")
 
     def halted() -> bool:
         return stop.is_set() or (cancelled is not None and cancelled())
@@ -184,6 +186,9 @@ def register_version(store: Store, settings: Settings, job: dict, parent: dict, 
     samples_check: dict = {"evaluated_on": metrics["evaluated_on"], "new": None, "parent": None}
     if has_held_out(params):
         own = ckpt.metadata.get("metrics") or {}
+        if recipe.keep_parent > 0:  # the mixed weights were never scored by the training run
+            own = evaluate(best, [f"folder:{job_dir / 'data' / 'val'}"], None, run / "mixed_eval.json", settings.threads,
+                           settings.device, stop, cancelled) or {}
         metrics = {k: own.get(k) for k in ("miou", "iou", "pixel_accuracy")}
         metrics["evaluated_on"] = held_out_description(params)
         metrics["parent"] = evaluate_parent(job_dir, parent_file, settings.threads, settings.device, stop, cancelled)
@@ -203,7 +208,8 @@ def register_version(store: Store, settings: Settings, job: dict, parent: dict, 
     data = {"samples": params["train"], "held_out": params["val"], "held_out_rows": params.get("held_out_rows") or {},
             "replay": replay, "replay_share": recipe.replay_share if replay else 0.0, "epochs": recipe.epochs,
             "steps_per_epoch": recipe.steps_per_epoch, "batch_size": recipe.batch_size, "crop_size": params["crop_size"],
-            "lr": recipe.lr, "freeze_blocks": recipe.freeze_blocks, "bn_frozen": recipe.bn_frozen, "best_epoch": ckpt.metadata.get("epoch"),
+            "lr": recipe.lr, "freeze_blocks": recipe.freeze_blocks, "bn_frozen": recipe.bn_frozen,
+            "keep_parent": recipe.keep_parent, "best_epoch": ckpt.metadata.get("epoch"),
             "history": ckpt.metadata.get("history") or []}
     atomic_copy(best, store.models_dir / f"{model_id}.pt")
     name = f"{parent['name'].split(' +')[0]} + {len(params['train']) + len(params['val'])} samples"
