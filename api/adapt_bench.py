@@ -155,7 +155,9 @@ def main(argv: list[str]) -> int:
     base_id = register_initial(store, args.base)["id"]
     print(f"bench-adapt: {args.data}, {len(records)} images; base {args.base}; scoring {len(scored)} images no k uses", flush=True)
     before = score(args.base, images, sources, args.device)
-    rows = []
+    rows: list[dict] = []
+    report = {"base": str(args.base), "data": args.data, "images": len(records), "scored": [r.source for r in scored],
+              "skipped_k": skipped, "threads": args.threads, "recipe_changes": recipe, "rows": rows}
     try:
         for k in usable:
             print(f"k = {k}: adapting on {', '.join(r.source for r in pool[:k])} ...", flush=True)
@@ -168,11 +170,11 @@ def main(argv: list[str]) -> int:
                          "recipe": {k_: result["model"]["data"].get(k_) for k_ in
                                     ("epochs", "steps_per_epoch", "batch_size", "lr", "freeze_blocks", "bn_frozen", "keep_parent", "replay_share", "crop_size")}})
             print(markdown(rows[-1:], header=not rows[:-1]), flush=True)
+            write_json(args.json, {**report, "rows": rows})  # after every k: a long run interrupted keeps what it measured
     finally:
         if fresh:
             shutil.rmtree(work, ignore_errors=True)
-    report = {"base": str(args.base), "data": args.data, "images": len(records), "scored": [r.source for r in scored],
-              "skipped_k": skipped, "threads": args.threads, "recipe_changes": recipe, "rows": rows}
+    report["rows"] = rows
     write_json(args.json, report)
     png = args.png or args.json.with_suffix(".png")
     plot(png, report)

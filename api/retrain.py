@@ -40,7 +40,7 @@ class Recipe:
     lr: float = 5e-4
     freeze_blocks: int = 3  # encoder stem + first blocks stay as the parent has them (strides 2 and 4)
     replay_share: float = 0.3  # share of training crops drawn from the parent's own training data
-    bn_frozen: bool = False  # batch-norm statistics stay the parent's
+    bn_frozen: bool = True  # batch-norm statistics stay the parent's
     keep_parent: float = 0.0  # share of the parent's weights mixed back into the fine-tuned ones (weight-space ensemble)
     warmup_steps: int = 2
 
