@@ -386,6 +386,7 @@ async function startTraining() {
       const value = parseInt($(field).value, 10);
       if (Number.isFinite(value)) body[key] = value; // empty: the server's default
     }
+    if ($("activate-if-not-worse").checked) body.activate = "if_not_worse"; // unchecked: the server's default rule
     const job = await api("/v1/train", { method: "POST", json: body });
     watchTraining(job);
   });
@@ -399,7 +400,9 @@ async function watchTraining(job) {
     const done = await waitForJob(job, (j) => showProgress("train", j));
     const model = done.result?.model;
     if (done.status === "done") {
-      $("train-message").textContent = `done · new version ${model ? model.name || model.id : ""}: compare and activate it below`;
+      const activation = model?.metrics?.activation;
+      $("train-message").textContent = `done · new version ${model ? model.name || model.id : ""}: `
+        + (activation?.rule === "if_not_worse" ? activation.reason : "compare and activate it below");
     }
   } catch (err) {
     showFailure("train", err);
