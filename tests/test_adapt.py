@@ -201,3 +201,11 @@ def test_bench_adapt_refuses_a_source_too_small_for_any_k(tmp_path, cli, tiny_ch
     code, _, err = cli(["bench-adapt", "--base", tiny_checkpoint, "--data", f"roads_cil:{source}", "--k", "2", "4",
                         "--json", tmp_path / "x.json"])
     assert code == 2 and "has 2 images" in err and not (tmp_path / "x.json").exists()
+
+
+def test_a_diverged_runs_curve_is_drawn(tmp_path):
+    """A learning rate that blows the loss up (as the wrecking recipe above does) must not crash the epoch's plot."""
+    from landsentry.training.curves import plot_curves
+
+    path = plot_curves(tmp_path / "c.png", {"train loss": [3e12, 3e12 * (1 + 1e-17), float("inf")], "val mIoU": [float("nan")] * 3}, "x")
+    assert Image.open(path).size == (720, 420)
