@@ -209,3 +209,38 @@ def test_a_diverged_runs_curve_is_drawn(tmp_path):
 
     path = plot_curves(tmp_path / "c.png", {"train loss": [3e12, 3e12 * (1 + 1e-17), float("inf")], "val mIoU": [float("nan")] * 3}, "x")
     assert Image.open(path).size == (720, 420)
+
+
+def test_the_service_loop_reports_both_checks_and_applies_the_requested_rule(tmp_path, dubai_parent):
+    """Real samples posted over HTTP, POST /v1/train with the rule asked for, the worker's job: the version's checks and decision."""
+    import io
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from landsentry.api.app import create_app
+    from landsentry.models.data.registry import records_from_spec
+    from landsentry.models.data.samples import record_labels
+
+    parent_file, samples = dubai_parent
+    settings = Settings.from_env(data_dir=tmp_path / "data", model=parent_file, replay=(), activate_tolerance=1.0)
+    with TestClient(create_app(settings)) as client:
+        first = client.get("/v1/health").json()["model"]["id"]
+        for record in records_from_spec(f"dubai:{samples}"):
+            mask = io.BytesIO()
+            Image.fromarray(record_labels(record)[0], mode="L").save(mask, format="PNG")
+            r = client.post("/v1/samples", files={"image": (record.image.name, record.image.read_bytes()), "mask": ("m.png", mask.getvalue())})
+            assert r.status_code == 201, r.text
+        assert client.post("/v1/train", json={"activate": "sometimes"}).status_code == 422
+        job = client.post("/v1/train", json={"epochs": 1, "steps_per_epoch": 2, "activate": "if_not_worse"}).json()
+        deadline = time.monotonic() + 600
+        while job["status"] not in ("done", "failed") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = client.get(f"/v1/jobs/{job['id']}").json()
+        assert job["status"] == "done", job["error"]
+        model = job["result"]["model"]
+        checks = model["metrics"]["checks"]
+        assert checks["samples"]["parent"]["miou"] is not None and checks["parent_validation"]["parent"]["miou"] is not None
+        assert model["metrics"]["activation"]["rule"] == "if_not_worse" and model["metrics"]["activation"]["activated"] is True
+        assert model["active"] is True and model["parent"] == first
+        assert client.get("/v1/health").json()["model"]["id"] == model["id"]  # the server answers with it now
