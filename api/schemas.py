@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import NotRequired, TypedDict
 
-from landsentry.api.train_job import DEFAULT_EPOCHS, DEFAULT_STEPS
+from landsentry.api.retrain import DEFAULT_RECIPE
 
 RGB = Annotated[list[int], Field(min_length=3, max_length=3, description="red, green, blue (0-255)")]
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -170,10 +170,14 @@ class SampleList(BaseModel):
 
 
 class TrainRequest(BaseModel):
-    epochs: int = Field(DEFAULT_EPOCHS, ge=1, le=50, description="passes, each ending with a score on the held-out samples "
+    epochs: int = Field(DEFAULT_RECIPE.epochs, ge=1, le=50, description="passes, each ending with a score on the held-out samples "
                         "(the server's cap, LANDSENTRY_MAX_TRAIN_EPOCHS, may be lower)")
-    steps_per_epoch: int = Field(DEFAULT_STEPS, ge=1, le=2000, description="optimiser steps (batches of 4 crops) per epoch "
-                                 "(the server's cap, LANDSENTRY_MAX_TRAIN_STEPS, may be lower)")
+    steps_per_epoch: int = Field(DEFAULT_RECIPE.steps_per_epoch, ge=1, le=2000, description="optimiser steps (batches of "
+                                 f"{DEFAULT_RECIPE.batch_size} crops) per epoch (the server's cap, LANDSENTRY_MAX_TRAIN_STEPS, may be lower)")
+    activate: Literal["never", "if_not_worse"] | None = Field(
+        None, description="never: activate by hand after comparing; if_not_worse: activate the new version when neither "
+        "its mIoU on the held-out samples nor on the parent's validation data is worse than the parent's (within "
+        "LANDSENTRY_ACTIVATE_TOLERANCE); default: LANDSENTRY_TRAIN_ACTIVATE")
 
 
 class Example(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -43,6 +43,10 @@ class Settings(BaseSettings):
                                       "own in the worker, so they never wait behind a larger one")
     max_train_epochs: int = Field(10, gt=0, description="most epochs one POST /v1/train may ask for")
     max_train_steps: int = Field(200, gt=0, description="most steps per epoch one POST /v1/train may ask for")
+    train_activate: Literal["never", "if_not_worse"] = Field(
+        "never", description="default activation rule of POST /v1/train: never (activate by hand), or if_not_worse "
+        "(when neither the held-out samples' nor the parent's validation mIoU drops by more than activate_tolerance)")
+    activate_tolerance: float = Field(0.01, ge=0, le=1, description="mIoU drop still counted as 'not worse' (measurement noise)")
     preview_max_pixels: int = Field(4096 * 4096, gt=0, description="after.png / classes.png (for annotation) only up to this size")
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, description="inline interpretations at once")
     threads: int = Field(1, description="torch threads per process (server, worker, training): no oversubscription")

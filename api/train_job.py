@@ -7,14 +7,14 @@ hold schema ids) and fixes the parent version. The worker writes the run's optio
 mixing in the parent's own training data as replay where those folders exist on this machine. The
 run reports progress, and the reason it failed, as JSON lines in `JOB/run/progress.jsonl`
 (api/train_progress.py). Every epoch it writes `JOB/run/last.pt` atomically, so a job interrupted by
-a restart resumes from its last finished epoch (`--resume`). Metrics: per-class IoU of the new
-weights on the held-out samples (whole images), and the parent's IoU on the same samples. A cancelled
-job's child process is terminated within a second or so, and its files are removed.
+a restart resumes from its last finished epoch (`--resume`). Before the version is registered it is
+checked beside its parent (api/train_checks.py): on the user's held-out samples (api/retrain.py says
+which) and on the parent's validation data; the job's `activate` rule may then switch it on. A
+cancelled job's child process is terminated within a second or so, and its files are removed.
 """
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Callable
@@ -25,41 +25,21 @@ from landsentry.models.vocabulary.errors import LandsentryError
 from landsentry.api.db import DatabaseError
 from landsentry.api.heartbeat import Heartbeat
 from landsentry.api.proc import python_module, run_child
+from landsentry.api.retrain import DEFAULT_RECIPE, Recipe, has_held_out, held_out_description
 from landsentry.api.settings import Settings
 from landsentry.api.store import Store, atomic_copy, atomic_write_bytes
+from landsentry.api.train_checks import decide, evaluate, mix_with_parent, parent_validation, replay_holdout
 from landsentry.api.train_progress import failure_reason, last_event, progress_of
 
 # Relative dataset paths in a checkpoint's metadata are as `landsentry train` saw them, run from a
 # checkout; an installed wheel has no such folders, and replay then skips them.
 CHECKOUT = Path(__file__).resolve().parents[1]
-BATCH_SIZE = 4
-MAX_CROP = 256
-FINE_TUNE_LR = 5e-4
-REPLAY_SHARE = 0.3
-DEFAULT_EPOCHS = 2
-DEFAULT_STEPS = 20
 
 
-def held_out(ids: list[str]) -> list[str]:
-    """About one sample in five (at least one, when there are two or more) is kept for validation."""
-    return [s for i, s in enumerate(ids) if len(ids) >= 2 and i % 5 == 1]
-
-
-def snapshot_samples(store: Store, job_dir: Path, samples: list[dict]) -> tuple[list[str], list[str]]:
-    """Hard-link the samples into JOB/data/{train,val}: later deletions cannot change a queued run."""
-    ids = [s["id"] for s in samples]
-    val = set(held_out(ids))
-    for sample in samples:
-        split = "val" if sample["id"] in val else "train"
-        for sub, name in (("images", sample["image_file"]), ("masks", f"{sample['id']}.png")):
-            dst = job_dir / "data" / split / sub / name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            src = store.samples_dir / sub / name
-            try:
-                os.link(src, dst)
-            except OSError:
-                atomic_copy(src, dst)
-    return [i for i in ids if i not in val], [i for i in ids if i in val]
+def job_recipe(params: dict) -> Recipe:
+    """The recipe a job was queued with (jobs queued before recipes were recorded: the default's knobs, their epochs and steps)."""
+    stored = params.get("recipe") or {}
+    return DEFAULT_RECIPE.with_(**{**stored, "epochs": params["epochs"], "steps_per_epoch": params["steps_per_epoch"]})
 
 
 def replay_specs(settings: Settings, parent_file: Path) -> list[str]:
@@ -80,12 +60,6 @@ def replay_specs(settings: Settings, parent_file: Path) -> list[str]:
     return list(dict.fromkeys(specs))
 
 
-def crop_size(samples: list[dict]) -> int:
-    """Training crops: at most 256 px, no larger than the smallest sample (padding covers the rest)."""
-    side = min(min(s["width"], s["height"]) for s in samples)
-    return max(64, min(MAX_CROP, side // 32 * 32))
-
-
 def progress_file(job_dir: Path) -> Path:
     """Where the run reports progress (training/progress.py's JSON lines)."""
     return job_dir / "run" / "progress.jsonl"
@@ -94,20 +68,21 @@ def progress_file(job_dir: Path) -> Path:
 def train_config(job_dir: Path, parent_file: Path, params: dict, replay: list[str], threads: int, device: str) -> dict:
     """The options of the run, as `landsentry train --config` reads them (training/config.py names them)."""
     arch = load_checkpoint(parent_file).arch
+    recipe = job_recipe(params)
     config = {
         "init_from": str(parent_file), "data": [f"folder:{job_dir / 'data' / 'train'}"], "out": str(job_dir / "run"),
         "arch": arch["name"], "in_channels": arch["in_channels"],
         "decoder_channels": list(arch.get("decoder_channels", [128, 64, 32, 16])),
-        "epochs": params["epochs"], "max_steps_per_epoch": params["steps_per_epoch"],
-        "samples_per_epoch": params["steps_per_epoch"] * BATCH_SIZE, "batch_size": BATCH_SIZE,
-        "crop_size": params["crop_size"], "lr": FINE_TUNE_LR, "warmup_steps": 2,
-        "threads": threads, "workers": 0, "device": device, "pretrained": False, "eval_tile": 512,
+        "epochs": recipe.epochs, "max_steps_per_epoch": recipe.steps_per_epoch,
+        "samples_per_epoch": recipe.steps_per_epoch * recipe.batch_size, "batch_size": recipe.batch_size,
+        "crop_size": params["crop_size"], "lr": recipe.lr, "warmup_steps": recipe.warmup_steps, "freeze_blocks": recipe.freeze_blocks,
+        "bn_frozen": recipe.bn_frozen, "threads": threads, "workers": 0, "device": device, "pretrained": False, "eval_tile": 512,
         "progress_file": str(progress_file(job_dir)), "note": f"fine-tuned by the landsentry service, job {job_dir.name}",
     }
-    if params["val"]:
+    if has_held_out(params):
         config["val_data"] = [f"folder:{job_dir / 'data' / 'val'}"]
-    if replay:
-        config.update(replay=list(replay), replay_share=REPLAY_SHARE)
+    if replay and recipe.replay_share > 0:
+        config.update(replay=list(replay), replay_share=recipe.replay_share, replay_holdout=replay_holdout(parent_file))
     return config
 
 
@@ -203,24 +178,51 @@ def _public(store: Store, model_id: str) -> dict:
 
 def register_version(store: Store, settings: Settings, job: dict, parent: dict, model_id: str, replay: list[str], stop: threading.Event,
                      cancelled: Callable[[], bool] | None = None) -> None:
-    """Copy the trained checkpoint into the store and record it with parent, data and metrics."""
+    """Check the trained checkpoint beside its parent, copy it into the store, record it, and apply the activation rule."""
     job_dir, params = store.job_dir(job["id"]), job["params"]
     run = job_dir / "run"
     best = run / "best.pt" if (run / "best.pt").is_file() else run / "last.pt"
     ckpt = load_checkpoint(best)
+    recipe = job_recipe(params)
+    parent_file = store.model_path(parent)
+    if recipe.keep_parent > 0:
+        best = mix_with_parent(best, parent_file, recipe.keep_parent, run / "mixed.pt")
+
+    def halted() -> bool:
+        return stop.is_set() or (cancelled is not None and cancelled())
+
     store.update_job(job["id"], job.get("owner"), progress=0.96, message="scoring the parent on the same held-out samples")
-    metrics: dict = {"miou": None, "evaluated_on": "nothing: fewer than 2 samples, so none could be held out"}
-    if params["val"]:
+    metrics: dict = {"miou": None, "evaluated_on": "nothing: no labelled pixels could be held out"}
+    samples_check: dict = {"evaluated_on": metrics["evaluated_on"], "new": None, "parent": None}
+    if has_held_out(params):
         own = ckpt.metadata.get("metrics") or {}
+        if recipe.keep_parent > 0:  # the mixed weights were never scored by the training run
+            own = evaluate(best, [f"folder:{job_dir / 'data' / 'val'}"], None, run / "mixed_eval.json", settings.threads,
+                           settings.device, stop, cancelled) or {}
         metrics = {k: own.get(k) for k in ("miou", "iou", "pixel_accuracy")}
-        metrics["evaluated_on"] = f"{len(params['val'])} held-out sample(s) (whole images, not trained on): {', '.join(params['val'])}"
-        metrics["parent"] = evaluate_parent(job_dir, store.model_path(parent), settings.threads, settings.device, stop, cancelled)
-        if stop.is_set() or (cancelled is not None and cancelled()):
-            return
-    data = {"samples": params["train"], "held_out": params["val"], "replay": replay,
-            "replay_share": REPLAY_SHARE if replay else 0.0, "epochs": params["epochs"],
-            "steps_per_epoch": params["steps_per_epoch"], "batch_size": BATCH_SIZE, "crop_size": params["crop_size"],
-            "best_epoch": ckpt.metadata.get("epoch")}
+        metrics["evaluated_on"] = held_out_description(params)
+        metrics["parent"] = evaluate_parent(job_dir, parent_file, settings.threads, settings.device, stop, cancelled)
+        samples_check = {"evaluated_on": metrics["evaluated_on"], "new": {k: metrics[k] for k in ("miou", "iou")},
+                         "parent": {k: (metrics["parent"] or {}).get(k) for k in ("miou", "iou")} if metrics["parent"] else None}
+    if halted():
+        return
+    store.update_job(job["id"], job.get("owner"), progress=0.98, message="scoring both versions on the parent's validation data")
+    validation = parent_validation(parent_file, best, run, settings.threads, settings.device, stop, cancelled)
+    if halted():
+        return
+    metrics["checks"] = {"samples": samples_check, "parent_validation": validation}
+    rule = params.get("activate") or "never"
+    activate, why = (decide(metrics["checks"], settings.activate_tolerance) if rule == "if_not_worse"
+                     else (False, "not activated: compare, then activate it by hand"))
+    metrics["activation"] = {"rule": rule, "tolerance": settings.activate_tolerance, "activated": activate, "reason": why}
+    data = {"samples": params["train"], "held_out": params["val"], "held_out_rows": params.get("held_out_rows") or {},
+            "replay": replay, "replay_share": recipe.replay_share if replay else 0.0, "epochs": recipe.epochs,
+            "steps_per_epoch": recipe.steps_per_epoch, "batch_size": recipe.batch_size, "crop_size": params["crop_size"],
+            "lr": recipe.lr, "freeze_blocks": recipe.freeze_blocks, "bn_frozen": recipe.bn_frozen,
+            "keep_parent": recipe.keep_parent, "best_epoch": ckpt.metadata.get("epoch"),
+            "history": ckpt.metadata.get("history") or []}
     atomic_copy(best, store.models_dir / f"{model_id}.pt")
     name = f"{parent['name'].split(' +')[0]} + {len(params['train']) + len(params['val'])} samples"
     store.add_model(model_id, name, parent["id"], f"{model_id}.pt", data, metrics, job["id"])
+    if activate:
+        store.set_active_model(model_id)

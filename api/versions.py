@@ -80,6 +80,7 @@ class ModelHolder:
         self._change_loaded = False
 
     def current(self) -> Loaded:
+        """The active version's predictor; a version the worker activated (a train job's rule) is loaded here too."""
         loaded = self._loaded
         if loaded is None or time.monotonic() - self._checked >= self.check_s:
             return self.ensure()

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("landsentry.training.train", "train or fine-tune a segmentation model"),
     "bench-train": ("landsentry.training.bench_train", "measure training throughput (samples/s) of a recipe on this machine"),
     "loso": ("landsentry.training.loso", "leave-one-source-out table of a training recipe (train without each source, score on it)"),
+    "bench-adapt": ("landsentry.api.adapt_bench", "does retraining help on a new place? k annotated images through the service's retraining, scored on the rest"),
     "evaluate": ("landsentry.models.cli.evaluate", "evaluate a checkpoint on a labelled dataset (per-class IoU)"),
     "download": ("landsentry.training.download", "download a public dataset (LoveDA) with checksums and resume"),
     "evaluate-change": ("landsentry.models.cli.evaluate_change", "score change maps on a LEVIR-CD-layout folder"),

@@ -196,10 +196,16 @@ def test_samples_train_activate_and_roll_back(client):
     assert job["status"] == "done", job["error"]
     model = job["result"]["model"]
     assert model["parent"] == original and not model["active"]
-    assert set(model["data"]["samples"]) | set(model["data"]["held_out"]) == set(ids)
-    assert len(model["data"]["held_out"]) == 1 and model["data"]["epochs"] == 2
+    # three samples: each trains on its top rows and is checked on the bottom rows holding a quarter of its labels
+    assert model["data"]["samples"] == ids and model["data"]["held_out"] == [] and set(model["data"]["held_out_rows"]) == set(ids)
+    assert model["data"]["epochs"] == 2
     assert 0.0 <= model["metrics"]["miou"] <= 1.0 and "held-out" in model["metrics"]["evaluated_on"]
     assert set(model["metrics"]["parent"]["iou"]) == set(model["metrics"]["iou"])
+    checks = model["metrics"]["checks"]
+    assert checks["samples"]["new"]["miou"] == model["metrics"]["miou"] and checks["samples"]["parent"]["miou"] is not None
+    assert checks["parent_validation"]["new"] is None  # this parent says nothing of its validation data
+    assert model["metrics"]["activation"] == {"rule": "never", "tolerance": 0.01, "activated": False,
+                                              "reason": "not activated: compare, then activate it by hand"}
     # the run was given a config file and reported through its progress file (api/train_job.py)
     job_dir = client.settings.data_dir / "jobs" / job["id"]
     assert json.loads((job_dir / "train.json").read_text())["epochs"] == 2

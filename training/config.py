@@ -28,6 +28,7 @@ class TrainConfig:
     holdout_splits: list[str] = field(default_factory=list)  # e.g. ["val"]: every layout's fixed groups of that split join `holdout`
     replay: list[str] = field(default_factory=list)  # earlier data mixed into fine-tuning
     replay_share: float = 0.3
+    replay_holdout: list[str] = field(default_factory=list)  # groups of `replay` kept out of it (the parent's validation images)
     out: str = "runs/train"
     # model
     arch: str = DEFAULT_ARCHITECTURE  # lightunet_lite0, or unet_lite0 (models/nn/network.py)
@@ -51,6 +52,7 @@ class TrainConfig:
     working_gsd: float | None = None  # m/px: crops of sources with a known ground resolution are zoomed by gsd / working_gsd (times scale_range); recorded in the checkpoint
     color_strength: float = 1.0  # colour jitter ranges (brightness, contrast, saturation, hue, gamma) times this
     grayscale_p: float = 0.1  # share of crops made panchromatic
+    bn_frozen: bool = False  # every batch-norm layer keeps the parent's statistics (fine-tuning on a few images of one place)
     freeze_blocks: int = 0  # encoder stem + this many first blocks keep their ImageNet weights (3: strides 2 and 4; faster)
     channels_last: bool = True  # NHWC memory format: ~1.3x faster training on CPU
     # runtime

@@ -1,6 +1,7 @@
 """Training-curve PNG drawn with Pillow (no plotting framework needed for two lines)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -19,9 +20,11 @@ def plot_curves(path: Path, series: dict[str, list[float]], title: str, size: tu
     draw.text((8, 4), title, fill="black", font=font)
     for k, name in enumerate(names):
         values = [v for v in series[name]]
-        finite = [v for v in values if v == v]
+        finite = [v for v in values if math.isfinite(v)]  # a diverged run's inf/NaN losses are left out, not plotted
+        if not finite:
+            continue
         lo, hi = min(finite), max(finite)
-        hi = hi if hi > lo else lo + 1e-6
+        span = hi - lo if hi - lo > 0 else 1.0  # one value, or equal ones (even huge ones): a flat line
         x0, y0, x1, y1 = k * panel_w + 50, 40, (k + 1) * panel_w - 15, height - 40
         draw.rectangle([x0, y0, x1, y1], outline=(160, 160, 160))
         draw.text((x0, y0 - 16), name, fill=SERIES_COLOURS[k % 4], font=font)
@@ -29,8 +32,8 @@ def plot_curves(path: Path, series: dict[str, list[float]], title: str, size: tu
         draw.text((x0 - 46, y1 - 10), f"{lo:.3f}", fill="black", font=font)
         n = len(values)
         points = [
-            (x0 + (x1 - x0) * (i / max(1, n - 1)), y1 - (y1 - y0) * ((v - lo) / (hi - lo)))
-            for i, v in enumerate(values) if v == v
+            (x0 + (x1 - x0) * (i / max(1, n - 1)), y1 - (y1 - y0) * ((v - lo) / span))
+            for i, v in enumerate(values) if math.isfinite(v)
         ]
         if len(points) > 1:
             draw.line(points, fill=SERIES_COLOURS[k % 4], width=2)

@@ -117,7 +117,9 @@ def build_data(cfg: TrainConfig) -> DataSetup:
     val_records += [r for spec in cfg.val_data for r in records_from_spec(spec)]
     if not train_records:
         raise InputError("every training image is held out for validation; hold out fewer groups")
-    replay_records = [r for spec in cfg.replay for r in records_from_spec(spec)]
+    # replay never brings back what the parent was validated or tested on: its scores must stay honest
+    replay_out = set(cfg.replay_holdout)
+    replay_records = [r for spec in cfg.replay for r in spec_records(spec, cfg.keep_test_splits, set())[0] if r.group not in replay_out]
 
     transform = transform_for(cfg, None)
     n_replay = round(cfg.samples_per_epoch * cfg.replay_share) if replay_records else 0
@@ -142,7 +144,8 @@ def build_data(cfg: TrainConfig) -> DataSetup:
         whole = SegmentationDataset(val_records, None, None, cfg.in_channels, check_codes=False, cache_mb=0)
         val_images = [(s["image"], s["mask"]) for s in (whole[i] for i in range(len(whole)))]
     specs = {"data": list(cfg.data), "holdout": sorted(holdout), "val_data": list(cfg.val_data),
-             "replay": list(cfg.replay), "replay_share": cfg.replay_share if replay_records else 0.0}
+             "replay": list(cfg.replay), "replay_share": cfg.replay_share if replay_records else 0.0,
+             "replay_holdout": sorted(replay_out)}
     if cfg.data_weights:
         specs["data_weights"] = list(cfg.data_weights)
     gsd_of = {parse_spec(spec)[0].name: parse_spec(spec)[0].gsd for spec in [*cfg.data, *cfg.val_data]}

@@ -231,6 +231,8 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
         parent = resume_ckpt.metadata.get("parent")
     model.to(device)
     frozen = freeze_first_blocks(model, cfg.freeze_blocks)
+    if cfg.bn_frozen:  # eval mode each epoch: running statistics stay the parent's, the affine weights still train
+        frozen += [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if world > 1:

@@ -1,7 +1,6 @@
 """POST /v1/train: fine-tune the active model on the stored samples, as a background job (one at a time)."""
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException
@@ -13,8 +12,8 @@ from landsentry.api.openapi import CHANGES, refusals
 from landsentry.api.public import public_job
 from landsentry.api.schemas import TrainJob, TrainRequest
 from landsentry.api.settings import Settings
-from landsentry.api.store import Store, new_id
-from landsentry.api.train_job import crop_size, snapshot_samples
+from landsentry.api.retrain import queue_train_job
+from landsentry.api.store import Store
 
 router = APIRouter(prefix="/v1", tags=["train"])
 
@@ -29,17 +28,10 @@ def train(body: TrainRequest | None = Body(None), store: Store = Depends(get_sto
                                         ("steps_per_epoch", body.steps_per_epoch, settings.max_train_steps, "LANDSENTRY_MAX_TRAIN_STEPS")):
         if value > cap:
             raise InputError(f"{field}: {value} is over this server's cap of {cap} ({variable})")
-    samples = store.list_samples()
-    if not samples:
-        raise HTTPException(409, "no samples stored yet: add labelled samples with POST /v1/samples first")
-    parent = store.active_model_id()
-    job_id = new_id("j")
-    job_dir = store.job_dir(job_id)
-    train_ids, val_ids = snapshot_samples(store, job_dir, samples)
-    params = {"epochs": body.epochs, "steps_per_epoch": body.steps_per_epoch, "parent": parent,
-              "train": train_ids, "val": val_ids, "crop_size": crop_size(samples), "replay": None}
-    job = store.create_train_job(job_id, params)
+    try:
+        job = queue_train_job(store, body.epochs, body.steps_per_epoch, body.activate or settings.train_activate)
+    except LookupError as exc:
+        raise HTTPException(409, str(exc)) from None
     if job is None:
-        shutil.rmtree(job_dir, ignore_errors=True)
         raise HTTPException(409, "a train job is already queued or running; wait for it (GET /v1/jobs)")
     return public_job(store, job)

@@ -478,6 +478,7 @@ async function startTraining() {
       const value = parseInt($(field).value, 10);
       if (Number.isFinite(value)) body[key] = value; // empty: the server's default
     }
+    if ($("activate-if-not-worse").checked) body.activate = "if_not_worse"; // unchecked: the server's default rule
     const job = await api("/v1/train", { method: "POST", json: body });
     watchTraining(job);
   });
@@ -491,7 +492,9 @@ async function watchTraining(job) {
     const done = await waitForJob(job, (j) => showProgress("train", j));
     const model = done.result?.model;
     if (done.status === "done") {
-      $("train-message").textContent = `done · new version ${model ? model.name || model.id : ""}: compare and activate it below`;
+      const activation = model?.metrics?.activation;
+      $("train-message").textContent = `done · new version ${model ? model.name || model.id : ""}: `
+        + (activation?.rule === "if_not_worse" ? activation.reason : "compare and activate it below");
     }
   } catch (err) {
     showFailure("train", err);
@@ -520,6 +523,14 @@ function iouTable(metrics, activeMetrics, isActive) {
   return el("table", { class: "iou" }, el("thead", {}, head), el("tbody", {}, ...rows));
 }
 
+/** The new version beside its parent on the parent's own validation data: what fine-tuning cost elsewhere. */
+function forgettingLine(check) {
+  if (!check?.parent && !check?.new) return null;
+  const parent = check.parent?.miou, mine = check.new?.miou;
+  return el("div", { class: "small" },
+    `parent's validation data: parent ${fmtNumber(parent, 3)}, this ${fmtNumber(mine, 3)}${fmtDelta(delta(mine, parent))}`);
+}
+
 async function refreshModels() {
   const { models, active } = await api("/v1/models");
   const activeModel = models.find((m) => m.id === active);
@@ -538,6 +549,8 @@ async function refreshModels() {
       el("div", { class: "muted small" }, `${m.id} · ${fmtTime(m.created)}${m.parent ? ` · parent ${m.parent}` : ""}`),
       el("div", { class: "small" }, scores.join(" · ")),
       m.metrics?.evaluated_on ? el("div", { class: "muted small" }, m.metrics.evaluated_on) : null,
+      forgettingLine(m.metrics?.checks?.parent_validation),
+      m.metrics?.activation ? el("div", { class: "muted small" }, m.metrics.activation.reason) : null,
       iouTable(m.metrics, activeModel?.metrics, isActive));
   }));
   if (activeModel) $("model-info").textContent = `model: ${activeModel.name || activeModel.id}`;
