@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from landsentry.models.cli.options import key_values
 from landsentry.models.data.registry import records_from_spec
 from landsentry.models.data.samples import check_records, load_sample, record_labels
 from landsentry.models.evaluation.segmentation import held_out_metrics, score_by_source, source_of
@@ -59,12 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_recipe(pairs: list[str]) -> dict:
-    changes = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise InputError(f"--recipe takes FIELD=VALUE, not {pair!r}")
-        changes[key.strip()] = value.strip()
+    changes = key_values(pairs, "--recipe")
     try:
         DEFAULT_RECIPE.with_(**changes)
     except ValueError as exc:

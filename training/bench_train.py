@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from landsentry.models.cli.options import key_values
 from landsentry.models.vocabulary.errors import InputError
 from landsentry.training import train
 from landsentry.training.config import read_config_file
@@ -32,10 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def overrides(pairs: list[str]) -> dict:
     """KEY=VALUE strings -> options, values read as JSON where they parse (numbers, true/false), else text."""
     out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise InputError(f"--set takes KEY=VALUE, not {pair!r}")
+    for key, value in key_values(pairs, "--set").items():
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

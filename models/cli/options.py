@@ -25,3 +25,14 @@ def check_common_options(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+
+
+def key_values(pairs: list[str], option: str) -> dict[str, str]:
+    """`KEY=VALUE` arguments of `option` as a dict of stripped strings; one-line InputError for a pair without '='."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InputError(f"{option} takes KEY=VALUE, not {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
