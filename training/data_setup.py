@@ -18,6 +18,7 @@ from landsentry.models.data.registry import parse_spec, records_from_spec
 from landsentry.models.data.splits import groups_of, split_by_group
 from landsentry.models.data.statistics import class_pixel_counts
 from landsentry.models.evaluation.segmentation import source_of
+from landsentry.models.inference.resolution import zoom_for
 from landsentry.training.datasets import SegmentationDataset
 from landsentry.training.transforms import train_transform
 
@@ -35,7 +36,7 @@ class DataSetup:
     """Test groups of the layouts kept out of training (never trained on, never used for selection)."""
 
     val_zooms: list[float] = field(default_factory=list)
-    """Each validation image's zoom to the working resolution (`source_zoom`), as predict would resample it."""
+    """Each validation image's zoom to the working resolution, as predict resamples it (`resolution.zoom_for`)."""
 
     @property
     def val_sources(self) -> list[str]:
@@ -149,5 +150,5 @@ def build_data(cfg: TrainConfig) -> DataSetup:
     if cfg.data_weights:
         specs["data_weights"] = list(cfg.data_weights)
     gsd_of = {parse_spec(spec)[0].name: parse_spec(spec)[0].gsd for spec in [*cfg.data, *cfg.val_data]}
-    val_zooms = [source_zoom(gsd_of.get(source_of(r.source)), cfg.working_gsd) for r in val_records]
+    val_zooms = [zoom_for(gsd_of.get(source_of(r.source)), cfg.working_gsd) for r in val_records]
     return DataSetup(train, train_records, val_records, replay_records, val_images, class_pixels, specs, held_back, val_zooms)

@@ -17,7 +17,6 @@ import torch
 from landsentry.models.data.registry import parse_spec, records_from_spec
 from landsentry.models.data.samples import load_sample
 from landsentry.models.evaluation.segmentation import held_out_metrics, score_by_source, source_of
-from landsentry.models.inference.resolution import zoom_for
 from landsentry.models.inference.runner import Predictor
 from landsentry.models.nn.checkpoint import load_checkpoint
 from landsentry.models.vocabulary.classes import CLASS_NAMES
@@ -57,7 +56,7 @@ def score_source(checkpoint: Path, spec: str) -> dict:
     records = records_from_spec(spec)
     images = [load_sample(r, ckpt.in_channels) for r in records]
     predictor = Predictor(ckpt, device="auto", tile=512)
-    zoom = zoom_for(parse_spec(spec)[0].gsd, predictor.working_gsd, predictor.resample_range)  # as predict resamples an input of the source's resolution
+    zoom = predictor.zoom_for(parse_spec(spec)[0].gsd)  # as predict resamples an input of the source's resolution
     return held_out_metrics(score_by_source(predictor, images, [source_of(r.source) for r in records], zooms=[zoom] * len(images)))
 
 

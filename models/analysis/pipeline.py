@@ -24,7 +24,7 @@ from landsentry.models.analysis.flags import Flag, FlagRules, make_flags, write_
 from landsentry.models.analysis.polygons import Region, area_m2
 from landsentry.models.analysis.publish import RasterPublisher
 from landsentry.models.analysis.regions import find_regions
-from landsentry.models.inference.resolution import gsd_from_pixel_area, zoom_for
+from landsentry.models.inference.resolution import gsd_from_pixel_area
 from landsentry.models.inference.timing import NO_TIMER, Timer
 from landsentry.models.io.formats import quiet_georeferencing_warnings
 from landsentry.models.io.raster import RasterInfo
@@ -95,7 +95,7 @@ def model_resolution(info: RasterInfo, metric: bool, predictor) -> dict:
     ground = gsd_from_pixel_area(pixel_area_m2(info, metric))
     return {"input_gsd_m": round(ground, 4) if ground else None, "working_gsd_m": predictor.working_gsd,
             "applies_to_gsd_m": list(predictor.resample_range) if predictor.resample_range else None,
-            "zoom": zoom_for(ground, predictor.working_gsd, predictor.resample_range)}
+            "zoom": predictor.zoom_for(ground)}
 
 
 def common_summary(inputs, flags: list[Flag], rows: list[dict], rules: FlagRules, resolution: dict | None = None) -> dict:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ def run_whole(args: argparse.Namespace, scene: Scene, outdir: Path) -> tuple[dic
     load = time.perf_counter() - start
     start = time.perf_counter()
     with open_inputs(scene.path, scene.before if args.pair else None, channels=checkpoint.in_channels) as inputs:
-        interpret(inputs, outdir, predictor, runner, params=ChangeParams(use_change_model=runner is not None), timer=clock)
+        result = interpret(inputs, outdir, predictor, runner, params=ChangeParams(use_change_model=runner is not None), timer=clock)
     run = time.perf_counter() - start
     if runner is not None:  # the change model runs its own pass of windows
         scene.windows += scene.windows // 2
@@ -50,5 +49,5 @@ def run_whole(args: argparse.Namespace, scene: Scene, outdir: Path) -> tuple[dic
         "peak_rss_raster_path_mib": round(clock.peaks.get("rasters", 0.0), 1),
         "raster_path_s": round(raster_path, 3), "raster_path_mpx_per_s": round(mpx / raster_path, 4),
         "change_model": runner is not None if args.pair else None,
-        "resolution": json.loads((outdir / "summary.json").read_text())["resolution"],  # the zoom the model ran at
+        "resolution": result.summary["resolution"],  # the zoom the model ran at
     }, predictor

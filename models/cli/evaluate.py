@@ -15,7 +15,6 @@ from landsentry.models.data.samples import check_records, load_sample
 from landsentry.models.data.splits import split_by_group
 from landsentry.models.evaluation.segmentation import held_out_metrics, score_by_source, source_of
 from landsentry.models.inference.backends import BACKENDS
-from landsentry.models.inference.resolution import resample_range, working_gsd, zoom_for
 from landsentry.models.inference.runner import Predictor
 from landsentry.models.inference.tiling import default_overlap
 from landsentry.models.nn.checkpoint import load_checkpoint
@@ -47,35 +46,31 @@ def main(argv: list[str]) -> int:
         args.overlap = default_overlap(args.tile)
     check_common_options(args)
     checkpoint = load_checkpoint(args.checkpoint)
-    records, gsds = [], []
+    records, gsd_of = [], {}
     for spec in args.data:
         found = records_from_spec(spec)
         records += found
-        gsds += [parse_spec(spec)[0].gsd] * len(found)
+        gsd_of.update({r.source: parse_spec(spec)[0].gsd for r in found})  # each image's ground resolution, by its layout
     if args.split:
         groups = {g for spec in args.data for g in parse_spec(spec)[0].splits.get(args.split, ())}
-        keep = [i for i, r in enumerate(records) if r.group in groups]
-        records, gsds = [records[i] for i in keep], [gsds[i] for i in keep]
+        records = [r for r in records if r.group in groups]
         if not records:
             raise InputError(f"the layouts of {' '.join(args.data)} define no {args.split} groups")
     if args.groups:
-        split_by_group(records, args.groups)  # refuses unknown group names
-        keep = [i for i, r in enumerate(records) if r.group in set(args.groups)]
-        records, gsds = [records[i] for i in keep], [gsds[i] for i in keep]
+        _, records = split_by_group(records, args.groups)
         if not records:
             raise InputError(f"no images in groups {args.groups}")
     check_records(records, checkpoint.in_channels)
     images = [load_sample(r, checkpoint.in_channels) for r in records]
-    predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, backend=args.backend, tta=args.tta)
+    predictor = Predictor(checkpoint, device=args.device, tile=args.tile, overlap=args.overlap, backend=args.backend, tta=args.tta,
+                          working_gsd=args.working_gsd)
     sources = [source_of(r.source) for r in records]
-    working = working_gsd(checkpoint.metadata) if args.working_gsd is None else (args.working_gsd or None)
-    within = resample_range(checkpoint.metadata) if args.working_gsd is None else None
-    zooms = [zoom_for(gsd, working, within) for gsd in gsds]
+    zooms = [predictor.zoom_for(gsd_of[r.source]) for r in records]
     matrices = score_by_source(predictor, images, sources, zooms=zooms)
     print(f"{len(images)} whole images ({predictor.backend}, {args.tile} px windows, {args.overlap} px overlap): "
           f"{', '.join(r.source for r in records)}")
-    if working:
-        print(f"working resolution {working:g} m: " + ", ".join(
+    if predictor.working_gsd:
+        print(f"working resolution {predictor.working_gsd:g} m: " + ", ".join(
             sorted({f"{source_of(r.source)} x{z:g}" for r, z in zip(records, zooms)})))
     metrics = held_out_metrics(matrices)
     for name, matrix in matrices.items():

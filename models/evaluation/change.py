@@ -21,7 +21,6 @@ from landsentry.models.analysis.flags import FlagRules
 from landsentry.models.data.change_layouts import ChangePair
 from landsentry.models.data.masks import read_change
 from landsentry.models.data.metrics import binary_scores
-from landsentry.models.inference.resolution import zoom_for
 from landsentry.models.inference.runner import Predictor
 from landsentry.models.io.align import open_pair
 from landsentry.models.vocabulary.kinds import KIND_NAMES, KINDS
@@ -57,7 +56,7 @@ class PairMaps:
 
 def pair_maps(before: Path, after: Path, label: Path, predictor: Predictor, runner, gsd: float | None) -> PairMaps:
     """Both dates' class probabilities and the learned change probability of one pair; `runner` is a ChangeRunner or None."""
-    zoom = zoom_for(gsd, predictor.working_gsd, predictor.resample_range)  # as predict does for an input of this ground size
+    zoom = predictor.zoom_for(gsd)  # as predict does for an input of this ground size
     with open_pair(before, after, channels=predictor.checkpoint.in_channels, gsd=gsd) as pair:
         probs_b, valid_b = _whole(predictor.iter_strips(pair.before, zoom=zoom))
         probs_a, valid_a = _whole(predictor.iter_strips(pair.after, zoom=zoom))

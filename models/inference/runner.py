@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from landsentry.models.inference.backends import build_runner, resolve_backend
 from landsentry.models.inference.device import default_batch_size, default_precision, resolve_device
-from landsentry.models.inference.resolution import check_zoom, resample_range, working_gsd as working_gsd_of
+from landsentry.models.inference.resolution import check_zoom, resample_range, working_gsd as working_gsd_of, zoom_for
 from landsentry.models.inference.tiling import Strip, StripStitcher, default_overlap, stitch_windows
 from landsentry.models.inference.timing import NO_TIMER, Timer
 from landsentry.models.io.fill import fill_invalid
@@ -151,6 +151,10 @@ class Predictor(WindowRunner):
     @property
     def outputs(self) -> int:
         return self.num_classes
+
+    def zoom_for(self, input_gsd: float | None) -> float:
+        """The factor windows of an input of `input_gsd` m per pixel are resampled by (`models.inference.resolution`)."""
+        return zoom_for(input_gsd, self.working_gsd, self.resample_range)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.softmax(dim=1)
