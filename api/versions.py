@@ -1,7 +1,6 @@
 """Model versions: the first one registered from a checkpoint, the active one loaded once and swapped on activation."""
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -9,7 +8,7 @@ from pathlib import Path
 
 from landsentry.models.inference.runner import ChangeRunner
 from landsentry.models.nn.change_net import BUNDLED_CHANGE_CHECKPOINT, load_change_model
-from landsentry.models.nn.checkpoint import Checkpoint, load_checkpoint
+from landsentry.models.nn.checkpoint import Checkpoint, load_checkpoint, sha256_file
 from landsentry.models.inference.runner import Predictor
 
 from landsentry.api.store import Store, atomic_copy
@@ -35,11 +34,7 @@ def checkpoint_summary(ckpt: Checkpoint) -> tuple[dict, dict]:
 def initial_id(checkpoint_path: Path) -> str:
     """The first version's id, from the checkpoint's bytes: replicas starting together on an empty database
     register the same version once, not one each."""
-    digest = hashlib.sha256()
-    with open(checkpoint_path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return "m_" + digest.hexdigest()[:16]
+    return "m_" + sha256_file(checkpoint_path)[:16]
 
 
 def register_initial(store: Store, checkpoint_path: Path) -> dict:

@@ -26,8 +26,7 @@ from PIL import Image
 
 from landsentry.api.store import Store
 from tests.conftest import ROOT
-from tests.postgres import free_port
-from tests.serving import call
+from tests.serving import call, free_port
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc, SIGSTOP and SIGKILL")
 LEASE_S = 5

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,9 @@ import torch
 from PIL import Image
 
 from tests.conftest import ROOT
-from tests.serving import call
+from tests.serving import call, free_port
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and SIGKILL")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def multipart(files: dict[str, bytes]) -> tuple[bytes, dict]:

@@ -26,7 +26,7 @@ import shapely
 from rasterio.warp import transform_geom
 from rasterio.windows import Window
 
-from landsentry.models.batch.worker import sha256_file
+from landsentry.models.nn.checkpoint import sha256_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pyogrio.raw
@@ -18,6 +17,7 @@ from landsentry.models.batch.manifest import Scene, read_manifest
 from landsentry.models.batch.register import write_register
 from landsentry.models.io.geojson import reproject, write_features
 from landsentry.models.vocabulary.errors import InputError
+from tests.serving import free_port
 
 NAIP_BEFORE = "naip_pair/m_4709963_se_14_1_20100629.tif"
 NAIP_AFTER = "naip_pair/m_4709963_se_14_1_20200831.tif"
@@ -88,12 +88,6 @@ def test_unreadable_manifests(tmp_path, cli):
         code, _, err = cli(["batch", tmp_path / name, "-o", tmp_path / "out"])
         assert code == 2 and message in err, err
     assert not (tmp_path / "out").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_scheduler_that_does_not_answer(shared_file, tiny_checkpoint, cli, tmp_path):

@@ -9,7 +9,6 @@ Nothing here imports Dask: the benchmark's plain loop calls `run_scene` directly
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -34,20 +33,12 @@ from landsentry.models.inference.runner import ChangeRunner, Predictor
 from landsentry.models.io.geojson import reproject
 from landsentry.models.io.raster import RasterInfo
 from landsentry.models.nn.change_net import load_change_model
-from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.nn.checkpoint import load_checkpoint, sha256_file
 from landsentry.models.vocabulary.errors import CheckpointError, LandsentryError
 
 WGS84 = CRS.from_epsg(4326)
 SCENES = "scenes"
 SCENE_RECORD = "scene.json"
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

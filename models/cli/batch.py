@@ -22,13 +22,13 @@ from landsentry.models.batch.ledger import fingerprint
 from landsentry.models.batch.manifest import Scene, read_manifest
 from landsentry.models.batch.register import write_register
 from landsentry.models.batch.report import current_records, write_reports
-from landsentry.models.batch.worker import ModelSpec, SceneTask, sha256_file
+from landsentry.models.batch.worker import ModelSpec, SceneTask
 from landsentry.models.cli.interpretation import (
     add_flag_options, add_model_options, change_checkpoint_path, change_params, flag_rules, parse_bands,
 )
 from landsentry.models.cli.options import check_common_options
 from landsentry.models.nn.change_net import load_change_model
-from landsentry.models.nn.checkpoint import load_checkpoint
+from landsentry.models.nn.checkpoint import load_checkpoint, sha256_file
 from landsentry.models.vocabulary.errors import InputError
 
 
