@@ -101,14 +101,9 @@ def train_command(job_dir: Path, parent_file: Path, params: dict, replay: list[s
 def evaluate_parent(job_dir: Path, parent_file: Path, threads: int, device: str, stop: threading.Event,
                     cancelled: Callable[[], bool] | None = None) -> dict | None:
     """The parent's IoU on the same held-out samples, with `landsentry evaluate` (for comparison)."""
-    out = job_dir / "run" / "parent_eval.json"
-    if not out.is_file():
-        cmd = python_module("landsentry", "evaluate", "--checkpoint", str(parent_file),
-                            "--data", f"folder:{job_dir / 'data' / 'val'}", "--device", device, "--json", str(out))
-        if run_child(cmd, job_dir / "run" / "evaluate.out", threads, stop, cwd=job_dir, on_poll=cancelled) != 0 or not out.is_file():
-            return None
-    scores = json.loads(out.read_text())
-    return {k: scores.get(k) for k in ("miou", "iou", "pixel_accuracy")}
+    scores = evaluate(parent_file, [f"folder:{job_dir / 'data' / 'val'}"], None, job_dir / "run" / "parent_eval.json",
+                      threads, device, stop, cancelled)
+    return None if scores is None else {k: scores[k] for k in ("miou", "iou", "pixel_accuracy")}
 
 
 def run_train_job(store: Store, settings: Settings, job: dict, stop: threading.Event, beat: Heartbeat | None = None) -> None:
