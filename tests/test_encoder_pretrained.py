@@ -10,7 +10,8 @@ from torch.nn import functional as F
 skimage_data = pytest.importorskip("skimage.data")  # scikit-image is a test dependency (real photos)
 
 from landsentry.models.nn.encoder import (  # noqa: E402
-    IMAGENET_MEAN, IMAGENET_STD, EfficientNetLite0Classifier, EfficientNetLite0Encoder, adapt_first_conv,
+    IMAGENET_MEAN, IMAGENET_STD, EfficientNetLite0Classifier, EfficientNetLite0Encoder, EfficientNetLiteClassifier,
+    adapt_first_conv,
     imagenet_state_dict, imagenet_weights_path, lite0_name_map, load_imagenet_weights,
 )
 from landsentry.models.nn.network import build_model  # noqa: E402
@@ -132,3 +133,26 @@ def test_load_refuses_a_mismatched_module():
     model.fc = torch.nn.Linear(1280, 10)  # a reshaped tensor must raise, not stay random
     with pytest.raises(RuntimeError, match="mismatch"):
         load_imagenet_weights(model)
+
+
+@pytest.mark.parametrize("variant,blocks,channels", [("lite1", 21, (16, 24, 40, 112, 320)),
+                                                     ("lite2", 21, (16, 24, 48, 120, 352))])
+def test_larger_variants_map_every_tensor_and_see_the_cat(variant, blocks, channels):
+    """Lite1/Lite2 (the `encoders` extra): the same name map over 21 blocks, proven on the cat photo."""
+    source = torch.load(imagenet_weights_path(variant), map_location="cpu", weights_only=True)
+    assert len({k.split(".")[1] for k in source if k.startswith("_blocks.")}) == blocks
+    model = EfficientNetLiteClassifier(variant)
+    assert model.encoder.out_channels == channels
+    load_imagenet_weights(model)
+    probs = _probs(model.eval(), skimage_data.chelsea())
+    assert int(probs.argmax()) in CATS
+    assert float(probs[list(CATS)].sum()) > 0.5
+    with torch.no_grad():
+        feats = model.encoder(torch.zeros(1, 3, 64, 96))
+    assert [f.shape[1] for f in feats] == list(channels)
+    assert [tuple(f.shape[-2:]) for f in feats] == [(64 // s, 96 // s) for s in (2, 4, 8, 16, 32)]
+
+
+def test_unknown_encoder_variant_is_refused():
+    with pytest.raises(ValueError, match="unknown encoder 'lite9'"):
+        EfficientNetLiteClassifier("lite9")

@@ -53,6 +53,24 @@ def test_size_budget():
 
 
 def test_unknown_architecture_raises():
-    assert ARCHITECTURES == ("lightunet_lite0", "unet_lite0")
+    assert ARCHITECTURES == ("lightunet_lite0", "unet_lite0", "lightunet_lite1", "lightunet_lite2")
     with pytest.raises(ValueError, match="unknown architecture 'resnet50'.*unet_lite0"):
         build_model("resnet50")
+
+
+def test_decoder_stride_logits_for_the_light_loss_path():
+    """`full_size=False` returns the head's logits at stride 2; the default upsamples them exactly."""
+    torch.manual_seed(0)
+    model = build_model(decoder_channels=(16, 16, 16, 16)).eval()
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        coarse = model(x, full_size=False)
+        full = model(x)
+    assert coarse.shape == (2, 6, 32, 48) and full.shape == (2, 6, 64, 96)
+    torch.testing.assert_close(full, torch.nn.functional.interpolate(coarse, size=(64, 96), mode="bilinear", align_corners=False))
+
+
+@pytest.mark.parametrize("name,lo,hi", [("lightunet_lite1", 4.9e9, 5.9e9), ("lightunet_lite2", 5.9e9, 7e9)])
+def test_larger_encoders_cost_more(name, lo, hi):
+    model = build_model(name)
+    assert lo < count_flops(model, 3, 512) <= hi

@@ -133,11 +133,35 @@ def test_resume_from_other_architecture_is_refused(tmp_path, val_folder, capsys)
     (["--data", "folder:/nonexistent/place"], "not found"),
     (["--epochs", "1"], "no training data"),
     (["--data", "folder:X", "--crop-size", "100"], "multiple of 32"),
+    (["--data", "folder:X", "--loss-stride", "4"], "loss_stride must be 1"),
 ])
 def test_bad_training_options_give_clear_errors(args, message, capsys, tmp_path):
     code = train([*args, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_light_loss_path_and_frozen_encoder_statistics(tmp_path, val_folder, capsys):
+    """--loss-stride 2 trains on the decoder's stride-2 logits; --encoder-bn-frozen keeps ImageNet's encoder statistics."""
+    parent = tmp_path / "parent"
+    assert train(["--data", f"folder:{val_folder}", "--epochs", "1", "--out", str(parent), *TINY,
+                  "--loss-stride", "2", "--encoder-bn-frozen"]) == 0
+    ckpt = load_checkpoint(parent / "last.pt")
+    assert ckpt.metadata["config"]["loss_stride"] == 2 and ckpt.metadata["config"]["encoder_bn_frozen"] is True
+    from landsentry.models.nn.network import build_model
+    imagenet = build_model(decoder_channels=(16, 16, 16, 16), pretrained=True).state_dict()
+    stats = [k for k in ckpt.state_dict if k.endswith("running_mean")]
+    encoder_stats = [k for k in stats if k.startswith("encoder.")]
+    assert encoder_stats and all(torch.equal(ckpt.state_dict[k], imagenet[k]) for k in encoder_stats)
+    decoder_stats = [k for k in stats if k.startswith("decoder.")]
+    assert any(not torch.equal(ckpt.state_dict[k], imagenet[k]) for k in decoder_stats), "decoder statistics must still train"
+    trained = [k for k in ckpt.state_dict if k.startswith("encoder.blocks.15.") and k.endswith("weight")]
+    assert any(not torch.equal(ckpt.state_dict[k], imagenet[k]) for k in trained), "the encoder's weights still train"
+    # a decoder that ends at stride 1 has no stride-2 logits to read
+    code = train(["--data", f"folder:{val_folder}", "--epochs", "1", "--out", str(tmp_path / "five"), *TINY[5:],
+                  "--decoder-channels", "16", "16", "16", "16", "16", "--loss-stride", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "stops at stride 1" in err and "Traceback" not in err
 
 
 def test_unknown_holdout_group_is_named(tmp_path, val_folder, capsys):

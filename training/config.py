@@ -31,7 +31,7 @@ class TrainConfig:
     replay_holdout: list[str] = field(default_factory=list)  # groups of `replay` kept out of it (the parent's validation images)
     out: str = "runs/train"
     # model
-    arch: str = DEFAULT_ARCHITECTURE  # lightunet_lite0, or unet_lite0 (models/nn/network.py)
+    arch: str = DEFAULT_ARCHITECTURE  # lightunet_lite0/1/2, or unet_lite0 (models/nn/network.py)
     decoder_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16])
     in_channels: int = 3
     pretrained: bool = True  # ImageNet encoder (offline); --no-pretrained starts from random weights
@@ -55,6 +55,8 @@ class TrainConfig:
     bn_frozen: bool = False  # every batch-norm layer keeps the parent's statistics (fine-tuning on a few images of one place)
     freeze_blocks: int = 0  # encoder stem + this many first blocks keep their ImageNet weights (3: strides 2 and 4; faster)
     channels_last: bool = True  # NHWC memory format: ~1.3x faster training on CPU
+    encoder_bn_frozen: bool = False  # the encoder's batch-norm layers keep ImageNet's statistics (no batch statistics to compute)
+    loss_stride: int = 1  # 2: the loss reads the decoder's stride-2 logits against every second label pixel (no upsampling)
     # runtime
     device: str = "auto"
     amp: bool = True  # mixed precision on CUDA (bfloat16 where supported, else float16 + scaler)
@@ -129,6 +131,8 @@ def make_config(values: dict) -> TrainConfig:
         raise InputError("working_gsd must be a ground resolution in metres per pixel between 0.05 and 10")
     if not 0 <= cfg.freeze_blocks <= 16:
         raise InputError("freeze_blocks must be between 0 and 16 (the encoder's blocks)")
+    if cfg.loss_stride not in (1, 2):
+        raise InputError("loss_stride must be 1 (full-size logits) or 2 (the decoder's stride-2 logits)")
     if cfg.crop_size % 32 or cfg.crop_size < 64:
         raise InputError("crop_size must be a multiple of 32, at least 64")
     if not 0 <= cfg.replay_share < 1:

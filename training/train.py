@@ -27,7 +27,7 @@ from landsentry.models.nn.checkpoint import Checkpoint, checkpoint_from_model, l
 from landsentry.models.vocabulary.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, schema_dict
 from landsentry.models.nn.encoder import IMAGENET_MEAN, IMAGENET_STD
 from landsentry.models.nn.normalization import Normalize, band_stats
-from landsentry.models.vocabulary.errors import CheckpointError
+from landsentry.models.vocabulary.errors import CheckpointError, InputError
 from landsentry.models.nn.network import build_model
 from landsentry.models.inference.device import resolve_device
 from landsentry.models.inference.runner import Predictor
@@ -57,8 +57,13 @@ def train_one_epoch(
     on_step: OnStep | None = None,
     frozen: list[nn.Module] | None = None,
     channels_last: bool = False,
+    loss_stride: int = 1,
 ) -> dict[str, float]:
-    """One pass over the loader; returns mean loss and throughput (samples/s)."""
+    """One pass over the loader; returns mean loss and throughput (samples/s).
+
+    With `loss_stride` 2 the loss is computed on the decoder's own stride-2 logits against every
+    second label pixel: the full-size upsampling and a quarter of the loss's work are skipped.
+    """
     model.train()
     for module in frozen or []:
         module.eval()  # frozen layers keep ImageNet's batch-norm statistics too
@@ -73,7 +78,11 @@ def train_one_epoch(
             images = images.contiguous(memory_format=torch.channels_last)
         targets = batch["mask"].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(images)
+            if loss_stride > 1:
+                logits = model(images, full_size=False)
+                targets = targets[:, loss_stride // 2 :: loss_stride, loss_stride // 2 :: loss_stride]
+            else:
+                logits = model(images)
             loss = criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -230,9 +239,14 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
         model.load_state_dict(resume_ckpt.state_dict)
         parent = resume_ckpt.metadata.get("parent")
     model.to(device)
+    if cfg.loss_stride > 1 and model.decoder.output_stride != cfg.loss_stride:
+        raise InputError(f"loss_stride {cfg.loss_stride} needs a decoder that stops at stride {cfg.loss_stride}; "
+                         f"this one stops at stride {model.decoder.output_stride}")
     frozen = freeze_first_blocks(model, cfg.freeze_blocks)
     if cfg.bn_frozen:  # eval mode each epoch: running statistics stay the parent's, the affine weights still train
         frozen += [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    elif cfg.encoder_bn_frozen:  # the encoder's statistics stay ImageNet's (or the parent's): cheaper steps
+        frozen += [m for m in model.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if world > 1:
@@ -277,7 +291,7 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
         data.set_epoch(epoch)
         stats = train_one_epoch(model, criterion, optimizer, scheduler, loader, device, epoch, amp_dtype, scaler,
                                 normalize, cfg.max_steps_per_epoch, show_progress=main_process, frozen=frozen,
-                                channels_last=cfg.channels_last,
+                                channels_last=cfg.channels_last, loss_stride=cfg.loss_stride,
                                 on_step=progress.stepper(epoch, cfg.epochs, steps_per_epoch))
         snapshot = _checkpoint(bare, arch, cfg, data, parent, epoch, history, {})
         matrices = evaluate(bare, snapshot, data.val_images, data.val_sources, device, cfg.eval_tile, rank, world, data.val_zooms) if data.val_images else None

