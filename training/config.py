@@ -53,7 +53,7 @@ class TrainConfig:
     color_strength: float = 1.0  # colour jitter ranges (brightness, contrast, saturation, hue, gamma) times this
     grayscale_p: float = 0.1  # share of crops made panchromatic
     bn_frozen: bool = False  # every batch-norm layer keeps the parent's statistics (fine-tuning on a few images of one place)
-    freeze_blocks: int = 0  # encoder stem + this many first blocks keep their ImageNet weights (3: strides 2 and 4; faster)
+    freeze_blocks: int = 0  # encoder stem + this many first blocks keep their ImageNet weights (Lite0 3, Lite1/2 4: strides 2 and 4; faster)
     channels_last: bool = True  # NHWC memory format: ~1.3x faster training on CPU
     encoder_bn_frozen: bool = False  # the encoder's batch-norm layers keep ImageNet's statistics (no batch statistics to compute)
     loss_stride: int = 1  # 2: the loss reads the decoder's stride-2 logits against every second label pixel (no upsampling)
@@ -129,8 +129,8 @@ def make_config(values: dict) -> TrainConfig:
         raise InputError("scale_range takes two positive numbers, low then high")
     if cfg.working_gsd is not None and not 0.05 <= cfg.working_gsd <= 10:
         raise InputError("working_gsd must be a ground resolution in metres per pixel between 0.05 and 10")
-    if not 0 <= cfg.freeze_blocks <= 16:
-        raise InputError("freeze_blocks must be between 0 and 16 (the encoder's blocks)")
+    if not 0 <= cfg.freeze_blocks <= 21:
+        raise InputError("freeze_blocks must be between 0 and the encoder's blocks (Lite0: 16, Lite1 and Lite2: 21)")
     if cfg.loss_stride not in (1, 2):
         raise InputError("loss_stride must be 1 (full-size logits) or 2 (the decoder's stride-2 logits)")
     if cfg.crop_size % 32 or cfg.crop_size < 64:

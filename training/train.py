@@ -242,6 +242,8 @@ def _run(cfg: TrainConfig, resume_ckpt: Checkpoint | None, rank: int, world: int
     if cfg.loss_stride > 1 and model.decoder.output_stride != cfg.loss_stride:
         raise InputError(f"loss_stride {cfg.loss_stride} needs a decoder that stops at stride {cfg.loss_stride}; "
                          f"this one stops at stride {model.decoder.output_stride}")
+    if cfg.freeze_blocks > len(model.encoder.blocks):
+        raise InputError(f"freeze_blocks {cfg.freeze_blocks}: the {cfg.arch} encoder has {len(model.encoder.blocks)} blocks")
     frozen = freeze_first_blocks(model, cfg.freeze_blocks)
     if cfg.bn_frozen:  # eval mode each epoch: running statistics stay the parent's, the affine weights still train
         frozen += [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
